@@ -1,0 +1,190 @@
+"""Shingling: texts to sets of 64-bit shingle hashes, for a whole batch at once.
+
+Words are casefolded runs of ASCII letters/digits/underscore and non-ASCII
+characters (see ``words``, the readable reference of the vectorised tokeniser);
+``unit="char"`` uses characters of the casefolded, space-collapsed text instead.
+Every window of ``ngram`` tokens becomes one 64-bit hash; a text shorter than
+``ngram`` tokens is one shingle of all of them and an empty text has none. All hashes
+are deterministic (no salted ``hash()``): equal text, equal shingles, in any process.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+_PRIME = np.uint64(0x100000001B3)  # FNV-1a 64-bit prime
+_EMPTY = np.empty(0, dtype=np.uint64)
+# Word characters: ASCII letters, digits, "_" and every non-ASCII character (any UTF-8
+# byte >= 0x80), so tokenising can run on the raw bytes of the whole batch at once.
+_WORD = re.compile(r"[0-9a-z_\u0080-\U0010ffff]+")
+_IS_WORD_BYTE = np.zeros(256, dtype=bool)
+_IS_WORD_BYTE[[*range(48, 58), *range(97, 123), 95, *range(128, 256)]] = True
+
+
+def words(text: str | None) -> list[str]:
+    """The word tokens used for shingling (reference version of the vectorised tokeniser).
+
+    Casefolded text cut into maximal runs of ASCII letters/digits/underscore and
+    non-ASCII characters; ASCII punctuation and whitespace separate words.
+    """
+    return _WORD.findall(text.casefold()) if text else []
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """A strong 64-bit finaliser (SplitMix64): spreads every input bit over the output."""
+    x = x.astype(np.uint64, copy=True)
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return x
+
+
+_K = np.uint64(0x9E3779B97F4A7C15)  # odd, so invertible mod 2^64
+_K_INV = np.uint64(pow(int(_K), -1, 1 << 64))
+
+
+_POWERS: dict[int, np.ndarray] = {}
+_CHUNK_BYTES = 1 << 20  # words are hashed ~1 MiB of text at a time: arrays stay in cache
+
+
+def _powers(base: np.uint64, n: int) -> np.ndarray:
+    """base**i mod 2^64 for i < n (wrapping uint64 arithmetic), cached and grown on demand."""
+    table = _POWERS.get(int(base))
+    if table is None or len(table) < n:
+        table = np.full(max(n, _CHUNK_BYTES + 1), base, dtype=np.uint64)
+        table[0] = 1
+        np.multiply.accumulate(table, out=table)
+        _POWERS[int(base)] = table
+    return table
+
+
+def _word_hashes(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes and start offsets of the words in one UTF-8 byte buffer."""
+    isw = _IS_WORD_BYTE[buf]
+    prev = np.empty_like(isw)
+    prev[0] = False
+    prev[1:] = isw[:-1]
+    starts = np.flatnonzero(isw & ~prev)
+    nxt = np.empty_like(isw)
+    nxt[-1] = False
+    nxt[:-1] = isw[1:]
+    ends = np.flatnonzero(isw & ~nxt) + 1
+    prefix = np.empty(len(buf) + 1, dtype=np.uint64)
+    prefix[0] = 0
+    np.multiply(buf.astype(np.uint64), _powers(_K, len(buf))[: len(buf)], out=prefix[1:])
+    np.cumsum(prefix, out=prefix)
+    h = (prefix[ends] - prefix[starts]) * _powers(_K_INV, len(buf))[starts]
+    return _splitmix64(h ^ ((ends - starts).astype(np.uint64) << np.uint64(56))), starts
+
+
+def _token_hashes(texts: list[str], unit: str) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenated uint64 token hashes of all texts and the token count per text.
+
+    Words: casefolded texts are joined (NUL-separated) into UTF-8 byte buffers of
+    about 1 MiB and word boundaries come from a byte lookup table. A word's hash is
+    the polynomial ``sum(byte_i * K^i)`` of its bytes, read off a prefix sum over the
+    buffer as ``(P[end] - P[start]) * K^-start`` (K is odd, so invertible mod 2^64),
+    then mixed by SplitMix64. No Python code runs per word, and equal words hash
+    equally in every batch and process.
+    """
+    if unit == "word":
+        enc = [t.casefold().encode("utf-8") if t else b"" for t in texts]
+        counts = np.zeros(len(texts), dtype=np.int64)
+        out = []
+        i = 0
+        while i < len(enc):
+            j, size = i, 0
+            while j < len(enc) and (j == i or size + len(enc[j]) < _CHUNK_BYTES):
+                size += len(enc[j]) + 1
+                j += 1
+            doc_start = np.cumsum([0] + [len(e) + 1 for e in enc[i : j - 1]])
+            buf = np.frombuffer(b"\x00".join(enc[i:j]) + b"\x00", dtype=np.uint8)
+            h, starts = _word_hashes(buf)
+            doc = np.searchsorted(doc_start, starts, side="right") - 1
+            counts[i:j] = np.bincount(doc, minlength=j - i)
+            out.append(h)
+            i = j
+        return (np.concatenate(out) if out else _EMPTY.copy()), counts
+    if unit == "char":
+        norm = [" ".join(t.casefold().split()) if t else "" for t in texts]
+        counts = np.fromiter((len(t) for t in norm), dtype=np.int64, count=len(norm))
+        cps = np.frombuffer("".join(norm).encode("utf-32-le"), dtype=np.uint32)
+        return _splitmix64(cps.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)), counts
+    raise ValueError(f"unit must be 'word' or 'char', got {unit!r}")
+
+
+def shingle_hashes(texts: list[str], ngram: int = 5, unit: str = "word") -> tuple[np.ndarray, np.ndarray]:
+    """Shingle hashes of a batch: (concatenated uint64 values, offsets of length n+1).
+
+    Values are in document order, not de-duplicated. A text with 1..ngram-1 tokens
+    gives one shingle of all its tokens; an empty text gives none.
+    """
+    if ngram < 1:
+        raise ValueError("ngram must be >= 1")
+    tok, counts = _token_hashes(list(texts), unit)
+    tok_off = np.r_[0, np.cumsum(counts)]
+    n_sh = np.where(counts >= ngram, counts - ngram + 1, np.minimum(counts, 1))
+    sh_off = np.r_[0, np.cumsum(n_sh)]
+    total = int(sh_off[-1])
+    if total == 0:
+        return _EMPTY.copy(), sh_off
+    rank = np.arange(total) - np.repeat(sh_off[:-1], n_sh)
+    starts = np.repeat(tok_off[:-1], n_sh) + rank
+    lens = np.repeat(np.minimum(counts, ngram), n_sh)
+    # Full windows: fold token j of every window with in-place passes over slices.
+    m = max(len(tok) - ngram + 1, 0)
+    full = np.full(m, 0xCBF29CE484222325, dtype=np.uint64)
+    for j in range(ngram):
+        full ^= tok[j : j + m]
+        full *= _PRIME
+    h = np.empty(total, dtype=np.uint64)
+    short = lens < ngram
+    h[~short] = full[starts[~short]]
+    if short.any():  # texts with fewer tokens than ngram: one shingle of all of them
+        ss, sl = starts[short], lens[short]
+        hs = np.full(len(ss), 0xCBF29CE484222325, dtype=np.uint64)
+        for j in range(ngram):
+            step = (hs ^ tok[np.minimum(ss + j, len(tok) - 1)]) * _PRIME
+            hs = np.where(j < sl, step, hs)
+        h[short] = hs
+    return _splitmix64(h ^ lens.astype(np.uint64)), sh_off
+
+
+def unique_sets(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-document sorted unique shingle hashes for a whole batch with one sort.
+
+    Each hash is packed with its document number in the top bits (``ceil(log2 n)``
+    bits; the hash keeps the rest, >= 44 bits for a million documents), so one
+    ``np.sort`` groups by document and sorts within it. Returns (values, offsets) in
+    the same layout as the input; slices are the exact shingle sets.
+    """
+    n = len(offsets) - 1
+    db = max(1, (n - 1).bit_length())
+    hb = np.uint64(64 - db)
+    doc = np.repeat(np.arange(n, dtype=np.uint64), np.diff(offsets))
+    key = (doc << hb) | (values >> np.uint64(db))
+    key.sort()
+    keep = np.r_[True, key[1:] != key[:-1]] if len(key) else np.zeros(0, dtype=bool)
+    key = key[keep]
+    uoff = np.searchsorted(key >> hb, np.arange(n + 1, dtype=np.uint64), side="left")
+    return key & np.uint64((1 << int(hb)) - 1), uoff.astype(np.int64)
+
+
+def shingles(text: str, ngram: int = 5, unit: str = "word") -> np.ndarray:
+    """The shingle set of one text: sorted unique uint64 hashes."""
+    values, _ = shingle_hashes([text], ngram, unit)
+    return np.unique(values)
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Exact Jaccard similarity of two sorted unique arrays (0 when both are empty)."""
+    if len(a) == 0 or len(b) == 0:
+        return 0.0
+    if len(a) > len(b):
+        a, b = b, a
+    pos = np.minimum(np.searchsorted(b, a), len(b) - 1)
+    inter = int(np.count_nonzero(b[pos] == a))
+    return inter / (len(a) + len(b) - inter)

@@ -1,0 +1,30 @@
+"""Shared fixtures: the demo corpus, a trained tokenizer, and one local Ray per test session."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Keep Ray and tokenizers quiet and light on a 2-core CI machine.
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    from jobs.demo_corpus import build_demo_corpus
+
+    return build_demo_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A real Ray local cluster for the end-to-end tests, started once."""
+    import ray
+
+    from pipeline.executor import ensure_ray
+
+    ensure_ray(num_cpus=2)
+    yield ray
+    ray.shutdown()

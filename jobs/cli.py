@@ -99,6 +99,11 @@ def _demo(args) -> int:
     return run_demo(args.out, mode="local" if args.local else "ray", address=args.address)
 
 
+# Commands that live beside their jobs: each module has add_command(subparsers), which adds
+# a subparser whose ``func(args) -> int`` runs it.
+COMMAND_MODULES: list[str] = []
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tessera", description="Curate VLM training data: ingest, query, shard.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -144,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default="demo_out", help="working folder (default demo_out)")
     ray_options(sp)
     sp.set_defaults(func=_demo)
+
+    import importlib
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_command(sub)
     return p
 
 

@@ -12,7 +12,7 @@ import datetime as dt
 import os
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 
 from jobs.spec import IngestSpec
@@ -77,7 +77,7 @@ def run_ingest(spec: IngestSpec, *, mode: str = "ray", address: str | None = Non
     ds = Dataset(spec.dataset)
     job_id = spec.job_id
     tokenizer_dir = resolve_tokenizer(spec.tokenizer, ds)
-    ds.register_job(job_id, fingerprint(load_tokenizer(tokenizer_dir)), spec.tokenizer)
+    ds.register_job(job_id, fingerprint(load_tokenizer(tokenizer_dir)), spec.tokenizer, asdict(spec.tiling))
     manifest = {
         "job_id": job_id, "kind": "ingest", "spec": spec.to_dict(), "versions": _versions(),
         "status": "running", "started_at": dt.datetime.now(dt.timezone.utc).isoformat(),

@@ -87,6 +87,7 @@ def run_shard(dataset_uri: str, opts: ShardOptions) -> ShardSummary:
     if not record.get("tokenizer"):
         raise ValueError(f"{dataset_uri} has no ingested job yet: run `tessera ingest` first")
     fingerprint = record["tokenizer"]["fingerprint"]
+    tiling = record.get("tiling")
     budget = PackingBudget(opts.max_tokens, opts.max_tiles)
     mixture = load_mixture(opts.mixture) if opts.mixture else Mixture([MixtureComponent(ALL, "true", weight=1.0)])
     rows, chosen = _select(ds, opts, mixture)
@@ -113,7 +114,7 @@ def run_shard(dataset_uri: str, opts: ShardOptions) -> ShardSummary:
             key = f"pack-{pack_no:07d}"
             pack_no += 1
             pack_members = [members[i] for i in pack]
-            rec, images = pack_record(key, pack_members, budget_dict, fingerprint)
+            rec, images = pack_record(key, pack_members, budget_dict, fingerprint, tiling)
             packs.append((key, rec, images))
             index_rows += [
                 {"shard_set": shard_set, "shard": shard_name, "pack_key": key, "position": pos,
@@ -140,7 +141,8 @@ def run_shard(dataset_uri: str, opts: ShardOptions) -> ShardSummary:
         "shard_set": shard_set, "dataset": ds.root, "where": opts.where, "seed": opts.seed,
         "mixture": asdict(mixture) if opts.mixture else None,
         "packing": {**budget_dict, "algorithm": "offline-best-fit-decreasing", "packs_per_shard": opts.packs_per_shard},
-        "tokenizer_fingerprint": fingerprint, "shards": shard_names,
+        "tokenizer_fingerprint": fingerprint, "tokenizer": record["tokenizer"]["ref"], "tiling": tiling,
+        "shards": shard_names,
         "selection_hash": hashlib.sha256("\n".join(m.sample_id for m in members).encode()).hexdigest(),
         "oversized_sample_ids": [members[i].sample_id for i in result.oversized],
         "stats": stats.as_dict(), "summary": asdict(summary),

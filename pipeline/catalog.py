@@ -8,6 +8,7 @@ only views, and only single SELECT-like statements are accepted.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from pipeline import storage
 from pipeline.dataset import Dataset
 from schemas import DEDUP_SCHEMA, REJECT_SCHEMA, RULE_SCORE_FIELDS, SAMPLE_SCHEMA, SHARD_INDEX_SCHEMA, check_readable
 
+SCORER_NAME = re.compile(r"[a-z][a-z0-9_]*")
 READ_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
@@ -46,6 +48,21 @@ def _source(con, name: str, files: list[str], schema: pa.Schema) -> str:
     return f"_empty_{name}"
 
 
+def _score_tables(ds: Dataset) -> dict[str, list[str]]:
+    """Model-based score tables by scorer name: ``catalog/scores/SCORER/*.parquet``."""
+    tables: dict[str, list[str]] = {}
+    for f in ds.score_files():
+        scorer = f.rsplit("/", 2)[-2]
+        if not SCORER_NAME.fullmatch(scorer):
+            raise ValueError(f"score folder {scorer!r} is not a valid scorer name (a-z, 0-9, _)")
+        tables.setdefault(scorer, []).append(f)
+    return tables
+
+
+def _numeric_columns(schema: pa.Schema) -> list[str]:
+    return [f.name for f in schema if f.name != "sample_id" and (pa.types.is_integer(f.type) or pa.types.is_floating(f.type))]
+
+
 def _create_views(con, ds: Dataset) -> None:
     samples = _source(con, "samples", _checked(ds.sample_files(), "samples"), SAMPLE_SCHEMA)
     dedup_files = [ds.dedup_file] if storage.exists(ds.dedup_file) else []
@@ -56,22 +73,44 @@ def _create_views(con, ds: Dataset) -> None:
     con.execute(f"CREATE VIEW dedup AS SELECT * FROM {dedup}")
     con.execute(f"CREATE VIEW rejects AS SELECT * FROM {rejects}")
     con.execute(f"CREATE VIEW shards AS SELECT * FROM {shards}")
+
+    # Scores of model-based scorers join by sample_id; their columns carry the scorer's prefix.
+    score_selects, score_joins, long_scores = [], [], []
+    base_names = set(SAMPLE_SCHEMA.names) | set(DEDUP_SCHEMA.names)
+    for scorer, files in sorted(_score_tables(ds).items()):
+        con.execute(f"CREATE VIEW score_{scorer} AS SELECT * FROM {_source(con, scorer, _checked(files, 'scores'), None)}")
+        fs, path = storage.filesystem(files[0])
+        with fs.open(path, "rb") as fh:
+            schema = pq.read_schema(fh)
+        clash = (set(schema.names) - {"sample_id"}) & base_names
+        if clash:
+            raise ValueError(f"scorer {scorer!r} writes columns {sorted(clash)} that the catalog already has")
+        score_selects.append(f"score_{scorer}.* EXCLUDE (sample_id)")
+        score_joins.append(f"LEFT JOIN score_{scorer} USING (sample_id)")
+        numeric = _numeric_columns(schema)
+        if numeric:
+            casts = ", ".join(f"CAST({c} AS DOUBLE) AS {c}" for c in numeric)
+            long_scores.append(
+                f"SELECT sample_id, '{scorer}' AS scorer, name, value FROM (UNPIVOT (SELECT sample_id, {casts} "
+                f"FROM score_{scorer}) ON {', '.join(numeric)} INTO NAME name VALUE value)"
+            )
+    extra = "".join(", " + s for s in score_selects)
     # A sample not yet deduped (no dedup row) counts as its own cluster, not as a duplicate.
     con.execute(
-        """CREATE VIEW samples AS
+        f"""CREATE VIEW samples AS
            SELECT s.*, d.exact_media_cluster, d.exact_text_cluster, d.near_text_cluster,
                   d.near_image_cluster, coalesce(d.dup_cluster, s.sample_id) AS dup_cluster,
                   coalesce(d.dup_cluster_size, 1) AS dup_cluster_size,
-                  coalesce(d.is_duplicate, false) AS is_duplicate
-           FROM samples_base s LEFT JOIN dedup d USING (sample_id)"""
+                  coalesce(d.is_duplicate, false) AS is_duplicate{extra}
+           FROM samples_base s LEFT JOIN dedup d USING (sample_id) {' '.join(score_joins)}"""
     )
     names = ", ".join(f.name for f in RULE_SCORE_FIELDS)
     casts = ", ".join(f"CAST({f.name} AS DOUBLE) AS {f.name}" for f in RULE_SCORE_FIELDS)
-    con.execute(
-        f"""CREATE VIEW scores AS
-            SELECT sample_id, 'rules' AS scorer, name, value
-            FROM (UNPIVOT (SELECT sample_id, {casts} FROM samples_base) ON {names} INTO NAME name VALUE value)"""
+    rule_scores = (
+        f"SELECT sample_id, 'rules' AS scorer, name, value FROM (UNPIVOT (SELECT sample_id, {casts} "
+        f"FROM samples_base) ON {names} INTO NAME name VALUE value)"
     )
+    con.execute("CREATE VIEW scores AS " + " UNION ALL ".join([rule_scores, *long_scores]))
 
 
 def _register_filesystem(con, ds: Dataset) -> None:

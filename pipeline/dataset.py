@@ -46,6 +46,9 @@ class Dataset:
     def dedup_file(self) -> str:
         return self.uri("catalog", "dedup.parquet")
 
+    def score_part(self, scorer: str, part: str) -> str:
+        return self.uri("catalog", "scores", scorer, f"{part}.parquet")
+
     def score_files(self, scorer: str = "*") -> list[str]:
         return storage.glob(self.uri("catalog", "scores", scorer, "*.parquet"))
 
@@ -86,13 +89,21 @@ class Dataset:
             )
         return record
 
-    def register_job(self, job_id: str, tokenizer_fingerprint: str, tokenizer_ref: str) -> int:
+    def register_job(self, job_id: str, tokenizer_fingerprint: str, tokenizer_ref: str, tiling: dict) -> int:
         """Record the job in ingest order (its dedup precedence); return its sequence number.
 
-        A dataset has one tokenizer: token counts of different jobs must be comparable
-        because the packer sums them. A job with another tokenizer is refused.
+        A dataset has one tokenizer and one tiling: token and tile counts of different
+        jobs must be comparable because the packer sums them, and the trainer re-tiles
+        with the same settings. A job with another tokenizer or tiling is refused.
         """
         record = self.read_record()
+        if record.get("tiling") and record["tiling"] != tiling:
+            raise ValueError(
+                f"dataset {self.root} was tiled with {record['tiling']}; this job asks for {tiling}. "
+                "Use the same tiling settings or a new dataset."
+            )
+        changed = record.get("tiling") != tiling
+        record["tiling"] = tiling
         known = record.get("tokenizer")
         if known and known["fingerprint"] != tokenizer_fingerprint:
             raise ValueError(
@@ -105,7 +116,7 @@ class Dataset:
         if job_id not in [j["job_id"] for j in jobs]:
             jobs.append({"job_id": job_id, "registered_at": dt.datetime.now(dt.timezone.utc).isoformat()})
             storage.atomic_write_json(self.record_uri, record)
-        elif not known:
+        elif not known or changed:
             storage.atomic_write_json(self.record_uri, record)
         return [j["job_id"] for j in jobs].index(job_id)
 

@@ -39,7 +39,9 @@ class PackMember:
         return self.text_tokens + self.image_tokens
 
 
-def pack_record(key: str, members: list[PackMember], budget: dict, tokenizer_fingerprint: str) -> tuple[dict, list[tuple[str, str]]]:
+def pack_record(
+    key: str, members: list[PackMember], budget: dict, tokenizer_fingerprint: str, tiling: dict | None
+) -> tuple[dict, list[tuple[str, str]]]:
     """The pack's JSON and the (member suffix, payload uri) of each image, in order."""
     samples, images = [], []
     token_pos = tile_pos = 0
@@ -63,7 +65,7 @@ def pack_record(key: str, members: list[PackMember], budget: dict, tokenizer_fin
         tile_pos += m.n_tiles
     record = {
         "format": PACK_FORMAT_VERSION, "key": key, "budget": budget,
-        "tokenizer_fingerprint": tokenizer_fingerprint,
+        "tokenizer_fingerprint": tokenizer_fingerprint, "tiling": tiling,
         "total_tokens": token_pos, "total_tiles": tile_pos, "samples": samples,
     }
     return record, images

@@ -20,7 +20,7 @@ from pipeline.dataset import Dataset
 from pipeline.image_io import DecodedImage, ImageDecodeError, decode_image
 from pipeline.sources.base import RawInput
 from pipeline.tiling import TilingConfig, count_tiles
-from schemas import MediaRef, Sample
+from schemas import IMAGE_PLACEHOLDER, MediaRef, Sample
 
 
 class Rejected(Exception):
@@ -92,6 +92,9 @@ class StoreMedia:
                     nbytes=len(data), phash=phash64(img.image), n_tiles=count_tiles(img.width, img.height, tiling),
                 )
             )
+        for ref, info in zip(draft.media, draft.raw.media_info):
+            for key, value in info.items():  # source-known fields: frame kind, timestamp
+                setattr(ref, key, value)
         return draft
 
 
@@ -100,22 +103,26 @@ class BuildSample:
 
     name = "sample"
 
-    def __init__(self, tokenizer_dir: str, tiling: TilingConfig, kind: str = "image_text"):
+    def __init__(self, tokenizer_dir: str, tiling: TilingConfig):
         self.tokenizer = load_tokenizer(tokenizer_dir)
-        self.tiling, self.kind = tiling, kind
+        self.tiling = tiling
 
     def __call__(self, draft: Draft) -> Draft:
         raw = draft.raw
         content_hash = sha256_hex("\n".join([m.sha256 for m in draft.media] + [normalize_text(raw.text)]).encode())
         sample_id = sha256_hex(f"{raw.source}\n{raw.input_ref}\n{content_hash}".encode())[:32]
-        conversation = caption_conversation(raw.text, sample_id, n_images=len(draft.media))
+        conversation = raw.conversation or caption_conversation(raw.text, sample_id, n_images=len(draft.media))
+        placeholders = sum(t.content.count(IMAGE_PLACEHOLDER) for t in conversation)
+        if placeholders != len(draft.media):
+            raise Rejected("normalize", "image_count_mismatch",
+                           f"conversation has {placeholders} {IMAGE_PLACEHOLDER} placeholders for {len(draft.media)} images")
         (text_tokens,) = count_tokens(self.tokenizer, [render_chatml(conversation)])
         draft.sample = Sample(
-            sample_id=sample_id, content_hash=content_hash, source=raw.source, kind=self.kind,
+            sample_id=sample_id, content_hash=content_hash, source=raw.source, kind=raw.kind,
             job_id=draft.job_id, input_ref=raw.input_ref, text=raw.text, conversation=conversation,
             media=draft.media, n_tiles=sum(m.n_tiles for m in draft.media), text_tokens=text_tokens,
             image_tokens=image_token_count([m.n_tiles for m in draft.media], self.tiling.tokens_per_tile),
-            extra=raw.extra,
+            extra=raw.extra, parent_ids=raw.parent_ids,
         )
         return draft
 

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from schemas import Turn
+
 
 @dataclass(frozen=True)
 class Partition:
@@ -26,6 +28,13 @@ class RawInput:
     media: list[bytes] = field(default_factory=list)  # encoded images, in conversation order
     text: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    kind: str = "image_text"  # one of schemas.KINDS
+    # The sample's conversation when the source writes its own (OCR, documents, video...):
+    # its <image> placeholders refer to ``media`` in order. None: a caption conversation.
+    conversation: list[Turn] | None = None
+    # Per-media fields the source knows (e.g. {"kind": "video_frame", "timestamp_s": 1.5}).
+    media_info: list[dict[str, Any]] = field(default_factory=list)
+    parent_ids: list[str] = field(default_factory=list)
     # (stage, reason, detail) when the input could not even be read
     failure: tuple[str, str, str] | None = None
 

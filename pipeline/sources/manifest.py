@@ -106,11 +106,17 @@ class ManifestSource:
             return bytes(image)
         if not isinstance(image, str):
             raise ValueError(f"image column holds {type(image).__name__}, not a path or bytes")
-        if image.startswith("data:") or (len(image) > 512 and "/" not in image[:64]):
+        if image.startswith("data:"):
             return base64.b64decode(image.split(",", 1)[-1], validate=True)
         uri = image if ("://" in image or image.startswith("/")) else f"{self.base}/{image}"
         fs, path = storage.filesystem(uri)
-        if not fs.exists(path):
-            raise FileNotFoundError(f"image {uri} does not exist")
-        with fs.open(path, "rb") as f:
-            return f.read()
+        try:
+            with fs.open(path, "rb") as f:
+                return f.read()
+        except OSError as exc:  # not a readable file: maybe base64 text of the bytes
+            if len(image) >= 64:
+                try:
+                    return base64.b64decode(image, validate=True)
+                except (binascii.Error, ValueError):
+                    pass
+            raise FileNotFoundError(f"image {uri} does not exist") from exc

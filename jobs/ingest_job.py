@@ -38,6 +38,7 @@ class IngestSummary:
     dataset_samples: int = 0
     dataset_duplicates: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    worker_seconds: dict[str, float] = field(default_factory=dict)  # summed over workers, per step
 
     def lines(self) -> list[str]:
         out = [
@@ -48,6 +49,8 @@ class IngestSummary:
             out.append(f"    rejected {reason}: {n}")
         out.append(f"  dataset: {self.dataset_samples} samples, {self.dataset_duplicates} marked duplicate")
         out.append("  time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items()))
+        if self.worker_seconds:
+            out.append("  worker time by step: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.worker_seconds.items()))
         return out
 
 
@@ -107,13 +110,16 @@ def run_ingest(spec: IngestSpec, *, mode: str = "ray", address: str | None = Non
 
     # Counts come from every partition's marker, so a resumed job reports the whole job.
     reasons: collections.Counter = collections.Counter()
+    step_seconds: collections.Counter = collections.Counter()
     for pid in sorted(ds.done_partitions(job_id)):
         marker = storage.read_json(ds.partition_marker(job_id, pid))
         summary.inputs += marker["inputs"]
         summary.samples += marker["samples"]
         summary.rejects += marker["rejects"]
         reasons.update(marker["rejects_by_reason"])
+        step_seconds.update(marker.get("step_seconds", {}))
     summary.rejects_by_reason = dict(reasons)
+    summary.worker_seconds = {k: round(v, 3) for k, v in step_seconds.items()}
 
     dedup_counts = dedup_dataset(ds, spec.dedup)
     summary.dataset_samples, summary.dataset_duplicates = dedup_counts["samples"], dedup_counts["duplicates"]

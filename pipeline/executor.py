@@ -40,10 +40,18 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
 
 class _RayAdapter:
-    """Ray Data batch UDF around a worker class: one pickled item in, one pickled result out."""
+    """Ray Data batch UDF around a worker class: one pickled item in, one pickled result out.
 
-    def __init__(self, worker_cls: type, worker_kwargs: dict):
-        self.worker = worker_cls(**worker_kwargs)
+    Subclassed per job with the worker class and its arguments as class attributes, so
+    they travel with the class definition rather than as actor constructor arguments in
+    the object store (which Ray warns cannot survive an actor restart).
+    """
+
+    worker_cls: type
+    worker_kwargs: dict
+
+    def __init__(self):
+        self.worker = self.worker_cls(**self.worker_kwargs)
 
     def __call__(self, batch: dict) -> dict:
         out = [pickle.dumps(self.worker(pickle.loads(item))) for item in batch["item"]]
@@ -90,9 +98,9 @@ def _results(worker_cls, worker_kwargs, items, mode, address, workers) -> Iterat
     size = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     size = min(size, len(items))
     ds = ray.data.from_items([{"item": pickle.dumps(i)} for i in items], override_num_blocks=len(items))
+    adapter = type(f"{worker_cls.__name__}Actor", (_RayAdapter,), {"worker_cls": worker_cls, "worker_kwargs": worker_kwargs})
     ds = ds.map_batches(
-        _RayAdapter,
-        fn_constructor_kwargs={"worker_cls": worker_cls, "worker_kwargs": worker_kwargs},
+        adapter,
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=size),
         num_cpus=1,

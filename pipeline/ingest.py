@@ -28,6 +28,7 @@ class PartitionResult:
     rejects: int
     rejects_by_reason: dict[str, int]
     seconds: float
+    step_seconds: dict[str, float]  # where the time went: read + each step
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -53,18 +54,28 @@ class IngestWorker:
     def __call__(self, partition: Partition) -> PartitionResult:
         start = time.perf_counter()
         samples, rejects = [], []
-        for raw in self.sources[partition.source].read(partition):
+        step_seconds: dict[str, float] = {"read": 0.0}
+        inputs = iter(self.sources[partition.source].read(partition))
+        while True:
+            t_read = time.perf_counter()
+            raw = next(inputs, None)
+            step_seconds["read"] += time.perf_counter() - t_read
+            if raw is None:
+                break
             try:
-                samples.append(run_steps(raw, self.job_id, self.steps))
+                samples.append(run_steps(raw, self.job_id, self.steps, step_seconds))
             except Rejected as rej:
                 rejects.append(Reject(raw.input_ref, raw.source, self.job_id, rej.stage, rej.reason, rej.detail))
         ds, pid = self.dataset, partition.partition_id
+        t_write = time.perf_counter()
         storage.atomic_write_parquet(ds.samples_part(self.job_id, pid), samples_to_table(samples))
         storage.atomic_write_parquet(ds.rejects_part(self.job_id, pid), rejects_to_table(rejects))
+        step_seconds["write"] = time.perf_counter() - t_write
         result = PartitionResult(
             partition_id=pid, source=partition.source, inputs=len(samples) + len(rejects), samples=len(samples),
             rejects=len(rejects), rejects_by_reason=dict(collections.Counter(f"{r.stage}/{r.reason}" for r in rejects)),
             seconds=round(time.perf_counter() - start, 3),
+            step_seconds={k: round(v, 4) for k, v in step_seconds.items()},
         )
         storage.atomic_write_json(ds.partition_marker(self.job_id, pid), result.as_dict())
         return result

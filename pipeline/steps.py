@@ -8,12 +8,13 @@ once) and are plain callables, so a pipeline is a list of them (as in datatrove)
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from filters.dedup import normalize_text, phash64
 from filters.rules import RuleConfig, flags, measure
-from model.chat_template import caption_conversation, image_token_count, render_chatml
+from model.chat_template import caption_conversation, encode_conversation, image_token_count, render_chatml
 from model.tokenizer import count_tokens, load_tokenizer
 from pipeline import storage
 from pipeline.dataset import Dataset
@@ -116,7 +117,10 @@ class BuildSample:
         if placeholders != len(draft.media):
             raise Rejected("normalize", "image_count_mismatch",
                            f"conversation has {placeholders} {IMAGE_PLACEHOLDER} placeholders for {len(draft.media)} images")
-        (text_tokens,) = count_tokens(self.tokenizer, [render_chatml(conversation)])
+        # Counted on the very sequence the trainer builds: text + image tokens == its length.
+        text_tokens = encode_conversation(
+            self.tokenizer, conversation, [m.n_tiles for m in draft.media], self.tiling.tokens_per_tile
+        ).text_tokens
         draft.sample = Sample(
             sample_id=sample_id, content_hash=content_hash, source=raw.source, kind=raw.kind,
             job_id=draft.job_id, input_ref=raw.input_ref, text=raw.text, conversation=conversation,
@@ -142,16 +146,20 @@ class ApplyRules:
         return draft
 
 
-def run_steps(raw: RawInput, job_id: str, steps: list[Step]) -> Sample:
-    """Run ``steps`` on one input; raises Rejected. Images are released before returning."""
+def run_steps(raw: RawInput, job_id: str, steps: list[Step], seconds: dict[str, float] | None = None) -> Sample:
+    """Run ``steps`` on one input; raises Rejected. ``seconds`` accumulates time per step."""
     if raw.failure:
         raise Rejected(*raw.failure)
     draft = Draft(raw, job_id)
     for step in steps:
+        start = time.perf_counter()
         try:
             draft = step(draft)
         except Rejected:
             raise
         except Exception as exc:  # a bug or an unforeseen input must not kill the partition
             raise Rejected(step.name, "error", f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            if seconds is not None:
+                seconds[step.name] = seconds.get(step.name, 0.0) + time.perf_counter() - start
     return draft.sample

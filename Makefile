@@ -5,7 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test install clean bench
+# Debian packages: chromium renders HTML documents and reports headless; the fonts give
+# Latin and CJK glyphs to synthetic OCR and documents. Installed when missing (as root).
+SYSTEM_PACKAGES := chromium fonts-noto-cjk fonts-dejavu-core
+
+.PHONY: demo test install clean bench sysdeps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,12 +19,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[demo,test]"
 	touch $(STAMP)
 
-install: $(STAMP)
+sysdeps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing system packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "warning: missing system packages:$$missing (HTML rendering and report tests will be skipped)"; fi; \
+	fi
 
-demo: $(STAMP)
+install: $(STAMP) sysdeps
+
+demo: $(STAMP) sysdeps
 	$(BIN)/tessera demo --out demo_out
 
-test: $(STAMP)
+test: $(STAMP) sysdeps
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 bench: $(STAMP)

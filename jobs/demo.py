@@ -92,5 +92,10 @@ def run_demo(out: str, mode: str = "ray", address: str | None = None) -> int:
         result = run_shard(spec.dataset, ShardOptions(out=os.path.join(out, f"shards-{name}"), where=where))
         print("\n".join(result.lines()))
 
+    from jobs.train_demo import run_train_demo
+
+    print("\n== tessera train: a tiny InternVL-style model, three stages, on shards of this corpus")
+    run_train_demo(out, corpus, tok_dir)
+
     print(f"\nDone. Try: tessera query {spec.dataset} \"SELECT * FROM shards LIMIT 5\"")
     return 0

@@ -3,9 +3,12 @@
 Token counts in the catalog are counts of exactly this rendering, so the packer's
 budgets hold for the sequences the trainer builds. ``<image>`` placeholders are not
 text: each becomes ``<img>`` + one context token per image token + ``</img>``, which
-``image_token_count`` accounts for.
+``image_token_count`` accounts for. ``encode_conversation`` builds the actual token
+sequence (and the loss mask); ingest counts its length, the trainer trains on it.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from schemas import IMAGE_PLACEHOLDER, Turn
 
@@ -37,3 +40,74 @@ def caption_conversation(caption: str, sample_id: str, n_images: int = 1) -> lis
 
 def image_token_count(tiles_per_image: list[int], tokens_per_tile: int) -> int:
     return sum(t * tokens_per_tile + IMAGE_WRAPPER_TOKENS for t in tiles_per_image)
+
+
+# ---- the token sequence the trainer builds (ingest counts exactly this) ----------------
+
+IMG_START, IMG_END, IMG_CONTEXT = "<img>", "</img>", "<IMG_CONTEXT>"
+
+
+@dataclass
+class EncodedConversation:
+    input_ids: list[int]
+    labels_mask: list[bool]  # True on tokens the loss supervises: assistant content and its <|im_end|>
+    image_tokens: int  # of len(input_ids): <img>, context tokens and </img> of every image
+
+    @property
+    def text_tokens(self) -> int:
+        return len(self.input_ids) - self.image_tokens
+
+    @property
+    def n_supervised(self) -> int:
+        return sum(self.labels_mask)
+
+
+def _role_content(turn) -> tuple[str, str]:
+    # Catalog rows and pack JSON carry turns as dicts; ingest has Turn objects.
+    return (turn["role"], turn["content"]) if isinstance(turn, dict) else (turn.role, turn.content)
+
+
+def encode_conversation(tokenizer, conversation, tiles_per_image: list[int], tokens_per_tile: int) -> EncodedConversation:
+    """Token ids and loss mask of ``conversation`` in ChatML, images expanded in place.
+
+    Each ``<image>`` becomes ``<img>`` + ``<IMG_CONTEXT>`` * (tiles * tokens_per_tile) +
+    ``</img>``; the vision features replace the context tokens in the model. Text is
+    tokenized piece by piece (turn header, text between images, turn end) so that
+    the loss mask falls on token boundaries; the ingest step counts tokens with this
+    very function, so catalog counts equal the trainer's sequence lengths.
+    """
+    vocab = tokenizer.get_vocab()
+    missing = [t for t in (IMG_START, IMG_END, IMG_CONTEXT) if t not in vocab]
+    if missing:
+        raise ValueError(f"tokenizer lacks the image tokens {missing}: load it with model.tokenizer.load_tokenizer")
+    start, end, context = (vocab[t] for t in (IMG_START, IMG_END, IMG_CONTEXT))
+    ids: list[int] = []
+    mask: list[bool] = []
+    images = iter(tiles_per_image)
+    n_image_tokens = 0
+
+    def text(piece: str, supervised: bool) -> None:
+        if piece:
+            new = tokenizer(piece, add_special_tokens=False)["input_ids"]
+            ids.extend(new)
+            mask.extend([supervised] * len(new))
+
+    for turn in conversation:
+        role, content = _role_content(turn)
+        supervised = role == "assistant"
+        text(f"<|im_start|>{role}\n", False)
+        for i, piece in enumerate(content.split(IMAGE_PLACEHOLDER)):
+            if i:  # an image sits between this piece and the previous one
+                tiles = next(images, None)
+                if tiles is None:
+                    raise ValueError(f"conversation has more {IMAGE_PLACEHOLDER} placeholders than images ({len(tiles_per_image)})")
+                block = [start] + [context] * (tiles * tokens_per_tile) + [end]
+                ids.extend(block)
+                mask.extend([False] * len(block))  # image tokens are inputs, never targets
+                n_image_tokens += len(block)
+            text(piece, supervised)
+        text("<|im_end|>", supervised)  # the model must learn to stop
+        text("\n", False)
+    if next(images, None) is not None:
+        raise ValueError(f"conversation has fewer {IMAGE_PLACEHOLDER} placeholders than images ({len(tiles_per_image)})")
+    return EncodedConversation(ids, mask, n_image_tokens)

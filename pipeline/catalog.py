@@ -99,7 +99,7 @@ def _create_views(con, ds: Dataset) -> None:
     con.execute(
         f"""CREATE VIEW samples AS
            SELECT s.*, d.exact_media_cluster, d.exact_text_cluster, d.near_text_cluster,
-                  d.near_image_cluster, coalesce(d.dup_cluster, s.sample_id) AS dup_cluster,
+                  d.near_image_cluster, d.near_embedding_cluster, coalesce(d.dup_cluster, s.sample_id) AS dup_cluster,
                   coalesce(d.dup_cluster_size, 1) AS dup_cluster_size,
                   coalesce(d.is_duplicate, false) AS is_duplicate{extra}
            FROM samples_base s LEFT JOIN dedup d USING (sample_id) {' '.join(score_joins)}"""

@@ -44,6 +44,9 @@ class IngestWorker:
         self.job_id = job_id
         self.dataset = Dataset(self.spec.dataset)
         self.sources = {s.name: s.build() for s in self.spec.sources}
+        for source in self.sources.values():  # sources that consult the dataset: web_urls' dead-URL ledger
+            if hasattr(source, "attach"):
+                source.attach(self.dataset, job_id)
         self.steps = [
             DecodeImages(self.spec.image.max_pixels, self.spec.image.min_side),
             StoreMedia(self.dataset, self.spec.tiling),

@@ -12,7 +12,9 @@ import pyarrow as pa
 from schemas.version import with_version
 
 # The dedup signals, in the order they are reported.
-SIGNALS = ("exact_media", "exact_text", "near_text", "near_image")
+# near_embedding: CLIP image embeddings within a cosine threshold (semantic dedup); it needs
+# a CLIP score table and is null for every sample when there is none.
+SIGNALS = ("exact_media", "exact_text", "near_text", "near_image", "near_embedding")
 
 DEDUP_SCHEMA = with_version(
     pa.schema(
@@ -22,6 +24,7 @@ DEDUP_SCHEMA = with_version(
             pa.field("exact_text_cluster", pa.string()),
             pa.field("near_text_cluster", pa.string()),
             pa.field("near_image_cluster", pa.string()),
+            pa.field("near_embedding_cluster", pa.string()),
             pa.field("dup_cluster", pa.string(), nullable=False),
             pa.field("dup_cluster_size", pa.int32(), nullable=False),
             pa.field("is_duplicate", pa.bool_(), nullable=False),

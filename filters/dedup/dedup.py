@@ -1,4 +1,4 @@
-"""Dedup across a whole dataset: four signals, clusters, one representative each.
+"""Dedup across a whole dataset: five signals, clusters, one representative each.
 
 Input: one row per sample with ``sample_id``, ``order_key`` (lower = ingested
 earlier), ``media_sha256`` (list<string>), ``media_phash`` (list<uint64>) and
@@ -8,10 +8,16 @@ Rows are first put in *preference order*, ascending (order_key, sample_id). Ever
 signal yields pairs, connected components label each sample with the smallest index
 of its component, and so the representative is the earliest-ingested sample: a
 second ingest job (larger order keys) never displaces the first job's samples, and
-the result does not depend on the input row order.
+the result does not depend on the input row order. ``representative: best:COLUMN``
+puts the highest ``preference`` value first instead (e.g. ``best:clip_score``: keep
+the best-aligned copy), ties and nulls falling back to the earliest.
+
+``near_embedding`` pairs (semantic dedup, ``filters/dedup/semantic.py``) are computed
+out of core by the caller and passed in as ``extra_pairs`` (input row indices).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +30,7 @@ from filters.dedup.union_find import component_sizes, connected_components, grou
 from schemas.dedup import DEDUP_SCHEMA, SIGNALS
 
 INPUT_COLUMNS = ("sample_id", "order_key", "media_sha256", "media_phash", "text")
+BEST = re.compile(r"best:([A-Za-z_][A-Za-z0-9_]*)")
 
 
 @dataclass
@@ -36,6 +43,12 @@ class DedupConfig:
     text_unit: str = "word"
     num_perm: int = 128
     image_max_distance: int = 4  # pHash Hamming distance for near_image
+    # near_embedding (reported whenever embeddings exist; joins dup_cluster only when listed above)
+    embedding_column: str = "clip_image_emb"  # a list<float> score column of unit embeddings
+    embedding_threshold: float = 0.95  # cosine similarity for near_embedding
+    embedding_clusters: int = 0  # k-means clusters; 0 = about one per 1000 samples
+    # "earliest" (order_key, sample_id) or "best:COLUMN": highest value of a samples-view column
+    representative: str = "earliest"
 
     def __post_init__(self) -> None:
         self.duplicate_signals = tuple(self.duplicate_signals)
@@ -48,6 +61,16 @@ class DedupConfig:
             raise ValueError("text_threshold must be in (0, 1]")
         if not 0 <= self.image_max_distance < 64:
             raise ValueError("image_max_distance must be in [0, 63]")
+        if not -1.0 <= self.embedding_threshold <= 1.0:
+            raise ValueError("embedding_threshold must be in [-1, 1]")
+        if self.representative != "earliest" and not BEST.fullmatch(self.representative):
+            raise ValueError("representative must be 'earliest' or 'best:COLUMN' (e.g. best:clip_score)")
+
+    @property
+    def preference_column(self) -> str | None:
+        """The samples-view column ``best:COLUMN`` ranks by, or None for ``earliest``."""
+        m = BEST.fullmatch(self.representative)
+        return m.group(1) if m else None
 
 
 def _groups_of(keys: list) -> np.ndarray:
@@ -89,8 +112,23 @@ def signal_pairs(
     return pairs
 
 
-def dedup_table(table: pa.Table, config: DedupConfig | None = None) -> pa.Table:
-    """Cluster ``table``'s samples by the dedup signals; returns a DEDUP_SCHEMA table."""
+def preference_order(ids: list, order_keys: list, preference: list | None) -> np.ndarray:
+    """Row indices, best representative first: highest preference (nulls last), then earliest."""
+    if preference is None:
+        return np.array(sorted(range(len(ids)), key=lambda i: (order_keys[i], ids[i])), dtype=np.int64)
+    missing = [p is None or p != p for p in preference]  # p != p: NaN counts as missing
+    key = [(m, 0.0 if m else -float(p)) for m, p in zip(missing, preference)]
+    return np.array(sorted(range(len(ids)), key=lambda i: (key[i], order_keys[i], ids[i])), dtype=np.int64)
+
+
+def dedup_table(table: pa.Table, config: DedupConfig | None = None,
+                extra_pairs: dict[str, np.ndarray] | None = None) -> pa.Table:
+    """Cluster ``table``'s samples by the dedup signals; returns a DEDUP_SCHEMA table.
+
+    With ``representative: best:COLUMN`` the table needs a ``preference`` column (higher
+    is better). ``extra_pairs`` maps a signal (``near_embedding``) to (k, 2) input row
+    index pairs computed elsewhere; a signal absent from it has no pairs.
+    """
     config = config or DedupConfig()
     missing = [c for c in INPUT_COLUMNS if c not in table.column_names]
     if missing:
@@ -104,7 +142,12 @@ def dedup_table(table: pa.Table, config: DedupConfig | None = None) -> pa.Table:
         raise ValueError("order_key must not be null")
 
     # Preference order: position p in ``perm`` is the p-th best representative.
-    perm = np.array(sorted(range(n), key=lambda i: (order_keys[i], ids[i])), dtype=np.int64)
+    preference = None
+    if config.preference_column:
+        if "preference" not in table.column_names:
+            raise ValueError(f"representative {config.representative!r} needs a preference column")
+        preference = table.column("preference").to_pylist()
+    perm = preference_order(ids, order_keys, preference)
     shas = table.column("media_sha256").to_pylist()
     phashes = table.column("media_phash").to_pylist()
     texts = table.column("text").to_pylist()
@@ -112,6 +155,13 @@ def dedup_table(table: pa.Table, config: DedupConfig | None = None) -> pa.Table:
         [shas[i] for i in perm], [phashes[i] for i in perm], [texts[i] for i in perm], config
     )
 
+    inv = np.empty(n, dtype=np.int64)
+    inv[perm] = np.arange(n)
+    for sig in SIGNALS:
+        if sig not in pairs:  # computed by the caller, in input row indices
+            given = (extra_pairs or {}).get(sig)
+            given = np.empty((0, 2), np.int64) if given is None else np.asarray(given, np.int64).reshape(-1, 2)
+            pairs[sig] = inv[given]
     sorted_ids = np.array([ids[i] for i in perm], dtype=object)
     columns: dict[str, np.ndarray] = {}
     for sig in SIGNALS:
@@ -127,8 +177,6 @@ def dedup_table(table: pa.Table, config: DedupConfig | None = None) -> pa.Table:
     columns["is_duplicate"] = (sizes > 1) & (labels != np.arange(n))
 
     # Back to input row order.
-    inv = np.empty(n, dtype=np.int64)
-    inv[perm] = np.arange(n)
     arrays = [pa.array(ids, type=pa.string())]
     for f in list(DEDUP_SCHEMA)[1:]:
         arrays.append(pa.array(columns[f.name][inv].tolist(), type=f.type))

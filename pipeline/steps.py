@@ -14,8 +14,8 @@ from typing import Protocol
 
 from filters.dedup import normalize_text, phash64
 from filters.rules import RuleConfig, flags, measure
-from model.chat_template import caption_conversation, encode_conversation, image_token_count, render_chatml
-from model.tokenizer import count_tokens, load_tokenizer
+from model.chat_template import caption_conversation, encode_conversation, image_token_count
+from model.tokenizer import load_tokenizer
 from pipeline import storage
 from pipeline.dataset import Dataset
 from pipeline.image_io import DecodedImage, ImageDecodeError, decode_image

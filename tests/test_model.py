@@ -37,14 +37,7 @@ def train_data(corpus, tmp_path_factory):
 TINY = TilingConfig(**TILING)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # Tiny models on a shared 2-core machine: OpenMP threads spinning against other processes
-    # made steps ~20x slower than one thread.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def packs(shards: str, n: int) -> list[dict]:

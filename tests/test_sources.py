@@ -112,5 +112,6 @@ def test_damaged_tar_keeps_what_was_read_and_rejects_the_rest(tmp_path):
     path.write_bytes(data[: len(data) * 5 // 8])  # cut inside a later member
     got = read_all("webdataset", path=str(path))
     good = [g for g in got if g.failure is None]
-    assert 1 <= len(good) < 4 and all(g.media[0].startswith(b"\xff\xd8") for g in good)
+    assert 0 < len(good) < 4  # the samples before the damage survive
+    assert all(g.media[0].startswith(b"\xff\xd8") for g in good)
     assert got[-1].failure[:2] == ("read", "corrupt_tar")

@@ -101,7 +101,7 @@ def _demo(args) -> int:
 
 # Commands that live beside their jobs: each module has add_command(subparsers), which adds
 # a subparser whose ``func(args) -> int`` runs it.
-COMMAND_MODULES: list[str] = ["jobs.score_job", "jobs.report_job", "jobs.train"]
+COMMAND_MODULES: list[str] = ["jobs.score_job", "jobs.report_job", "jobs.train", "jobs.submit", "jobs.jobs_cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -202,3 +202,33 @@ def test_caption_split_edge_cases(tmp_path):
         ("read", "missing_file"),
     ]
     assert out[1].text == "" and out[1].extra["video"]["n_clips"] == 2  # a whole-video caption fits no one clip
+
+
+def test_frames_are_planned_with_the_jobs_tiling(tmp_path):
+    """The spec's top-level tiling reaches the video source: plan and catalog count the same tokens."""
+    write_video(str(tmp_path / "v.mp4"), cfr_pts(4, 10), width=320, height=180)
+    tiling = {"tile_size": 112, "patch_size": 14, "max_tiles": 4}  # 16 tokens per tile, not 256
+    spec = parse_spec({"name": "small-tiles", "dataset": str(tmp_path / "ds"), "tokenizer": "byte-level",
+                       "tiling": tiling, "sources": [{"name": "v", "type": "video", "path": str(tmp_path),
+                                                      "token_budget": 200, "max_frame_side": 224}]})
+    run_ingest(spec, mode="local")
+    (clip,) = samples(Dataset(spec.dataset))
+    plan, n = clip["extra"]["video"]["plan"], len(clip["media"])
+    assert clip["image_tokens"] == plan["image_tokens"] <= 200
+    for m in clip["media"]:
+        assert m["n_tiles"] == count_tiles(m["width"], m["height"], TilingConfig(**tiling).for_n_images(n))
+    # Under the default 448 px tiling one frame alone costs 258 tokens: nothing would fit the budget.
+    assert n >= 2
+
+
+def test_a_video_tiling_other_than_the_jobs_is_refused(tmp_path):
+    from pipeline.sources.video import VideoConfig, VideoSource
+
+    ds = Dataset(str(tmp_path / "ds"))
+    ds.register_job("j", "fp", "byte-level", {**TilingConfig().__dict__, "max_tiles": 6})
+    source = VideoSource("v", VideoConfig(path=str(tmp_path), tiling=TilingConfig(max_tiles=4)))
+    with pytest.raises(ValueError, match="differs from the job's tiling"):
+        source.attach(ds, "j")
+    follows = VideoSource("v", VideoConfig(path=str(tmp_path)))
+    follows.attach(ds, "j")
+    assert follows.config.tiling == TilingConfig(max_tiles=6)

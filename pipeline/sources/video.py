@@ -13,6 +13,12 @@ presentation time in the source video), the conversation of ``pipeline.video.ann
 ``["video:" + sha256 of the file]`` and ``extra["video"]`` = clip bounds, rates, sizes,
 planned image tokens, and ``partial`` (see below).
 
+Frame token costs are computed with the job's tiling (the spec's top-level ``tiling``,
+which the catalog counts tokens with): the ingest worker hands the dataset to ``attach``
+and the source takes the tiling the job registered there. A ``tiling`` given in the
+source options must equal it (a different one would plan frames against the wrong
+token costs), otherwise the worker refuses to start.
+
 A file that does not decode is one reject (stage ``decode``, reasons in
 ``pipeline.video.decode``). A file that decodes partly (cut-off download) keeps the
 clips decoded so far, each with ``extra.video.partial`` = why, when ``keep_partial``;
@@ -24,13 +30,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from pipeline import storage
 from pipeline.sources.base import Partition, RawInput, chunk
 from pipeline.video.annotations import (
     DEFAULT_PROMPT, VideoText, clip_caption, clip_conversation, clip_transcript, parse_video_text,
 )
+from pipeline.tiling import TilingConfig
 from pipeline.video.extract import ExtractConfig, ExtractedClip, extract_clips
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp")
@@ -46,6 +53,8 @@ class VideoConfig(ExtractConfig):
     prompt: str = DEFAULT_PROMPT
     keep_partial: bool = True
     videos_per_partition: int = 4  # a video is a lot of work: smaller partitions than for images
+    # None: the ingest job's tiling (set by ``VideoSource.attach``); leave it out of specs.
+    tiling: TilingConfig | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -60,8 +69,21 @@ class VideoConfig(ExtractConfig):
 class VideoSource:
     def __init__(self, name: str, config: VideoConfig):
         self.name = name
-        self.config = config
+        self.explicit_tiling = config.tiling is not None
+        # Outside an ingest job (tests, benchmarks) without a tiling: the default one.
+        self.config = config if config.tiling is not None else replace(config, tiling=TilingConfig())
         self.is_manifest = config.path.lower().endswith(".jsonl")
+
+    def attach(self, dataset, job_id: str) -> None:
+        """Called by the ingest worker: take the tiling the job registered in the dataset record."""
+        recorded = (dataset.read_record() or {}).get("tiling")
+        if not recorded:
+            return
+        job_tiling = TilingConfig(**recorded)
+        if self.explicit_tiling and self.config.tiling != job_tiling:
+            raise ValueError(f"source {self.name!r}: its tiling {self.config.tiling} differs from the job's tiling "
+                             f"{job_tiling}; remove `tiling` from the video source (it follows the spec's tiling)")
+        self.config = replace(self.config, tiling=job_tiling)
 
     # ---- listing ---------------------------------------------------------------------------
     def _entries(self) -> list[tuple]:

@@ -8,21 +8,16 @@ registered in the dataset so the ``shards`` view shows it.
 """
 from __future__ import annotations
 
-import collections
 import datetime as dt
-import hashlib
 import time
 from dataclasses import asdict, dataclass, field
 
-import pyarrow as pa
-from tqdm import tqdm
-
-from pipeline import catalog, storage
+from jobs.summary import JobSummary, StageSummary
+from pipeline import storage
 from pipeline.dataset import Dataset
-from pipeline.mixture import Mixture, MixtureComponent, allocate, load_mixture
-from pipeline.packing import PackingBudget, pack_offline, pack_stats
-from pipeline.shard_writer import PackMember, pack_record, write_shard
-from schemas import SHARD_INDEX_SCHEMA
+from pipeline.mixture import Mixture, MixtureComponent, load_mixture
+from pipeline.packing import PackingBudget
+from pipeline.shard_stream import index_table, plan_shards, write_shards
 
 ALL = "all"  # the single component when no mixture is given
 
@@ -64,20 +59,14 @@ class ShardSummary:
         ]
 
 
-COLUMNS = "sample_id, source, kind, conversation, media, text_tokens, image_tokens, total_tokens, n_tiles"
-
-
-def _select(ds: Dataset, opts: ShardOptions, mixture: Mixture) -> tuple[dict[str, dict], dict[str, list[str]]]:
-    """Rows matching ``opts.where`` and, per component, the sample ids chosen for it."""
-    flags = ", ".join(f"coalesce(({c.where}), false) AS __c{i}" for i, c in enumerate(mixture.components))
-    sql = f"SELECT {COLUMNS}, {flags} FROM samples WHERE ({opts.where}) ORDER BY sample_id"
-    rows = catalog.query(ds, sql).to_pylist()
-    by_id = {r["sample_id"]: r for r in rows}
-    candidates = {
-        c.name: [(r["sample_id"], r["total_tokens"]) for r in rows if r[f"__c{i}"]]
-        for i, c in enumerate(mixture.components)
-    }
-    return by_id, allocate(mixture, candidates, opts.seed)
+def _job_summary(summary: ShardSummary, seconds: dict[str, float]) -> dict:
+    """The shared job summary (``jobs/summary.py``) that ``manifest["summary"]`` holds."""
+    items = {"plan": (summary.packs, "packs"), "write": (summary.shards, "shards")}
+    return JobSummary(
+        "shard", summary.shard_set, inputs=summary.selected, accepted=summary.packed,
+        rejected_by_reason={"pack/over_budget": summary.oversized} if summary.oversized else {},
+        stages=[StageSummary(k, round(v, 3), *items[k]) for k, v in seconds.items()], details=asdict(summary),
+    ).to_dict()
 
 
 def run_shard(dataset_uri: str, opts: ShardOptions) -> ShardSummary:
@@ -90,51 +79,26 @@ def run_shard(dataset_uri: str, opts: ShardOptions) -> ShardSummary:
     tiling = record.get("tiling")
     budget = PackingBudget(opts.max_tokens, opts.max_tiles)
     mixture = load_mixture(opts.mixture) if opts.mixture else Mixture([MixtureComponent(ALL, "true", weight=1.0)])
-    rows, chosen = _select(ds, opts, mixture)
-
-    members = [
-        PackMember(r["sample_id"], r["source"], r["kind"], comp, r["conversation"], r["media"],
-                   r["text_tokens"], r["image_tokens"], r["n_tiles"])
-        for comp, ids in chosen.items() for r in (rows[s] for s in ids)
-    ]
-    tokens = [m.total_tokens for m in members]
-    tiles = [m.n_tiles for m in members]
-    result = pack_offline(tokens, tiles, budget, seed=opts.seed)
-    stats = pack_stats(result, tokens, tiles, budget)
+    # Only the columns packing needs are held for all samples; conversations and media
+    # stream from the catalog shard by shard (pipeline/shard_stream.py).
+    plan = plan_shards(ds, opts.where, mixture, budget, opts.seed)
+    stats = plan.stats
+    t_plan = time.perf_counter()
 
     shard_set = opts.name or opts.out.rstrip("/").rsplit("/", 1)[-1]
     budget_dict = {"max_tokens": opts.max_tokens, "max_tiles": opts.max_tiles}
-    index_rows, shard_names = [], []
-    groups = [result.packs[i : i + opts.packs_per_shard] for i in range(0, len(result.packs), opts.packs_per_shard)]
-    pack_no = 0
-    for shard_no, group in enumerate(tqdm(groups, desc=f"shard {shard_set}", unit="shard", disable=not groups)):
-        shard_name = f"shard-{shard_no:06d}.tar"
-        packs = []
-        for pack in group:
-            key = f"pack-{pack_no:07d}"
-            pack_no += 1
-            pack_members = [members[i] for i in pack]
-            rec, images = pack_record(key, pack_members, budget_dict, fingerprint, tiling)
-            packs.append((key, rec, images))
-            index_rows += [
-                {"shard_set": shard_set, "shard": shard_name, "pack_key": key, "position": pos,
-                 "sample_id": m.sample_id, "source": m.source, "component": m.component,
-                 "total_tokens": m.total_tokens, "n_tiles": m.n_tiles}
-                for pos, m in enumerate(pack_members)
-            ]
-        write_shard(storage.join(opts.out, shard_name), packs, ds.root)
-        shard_names.append(shard_name)
+    shard_names = write_shards(ds, plan, opts.out, opts.packs_per_shard, budget_dict, fingerprint, tiling,
+                               desc=f"shard {shard_set}")
 
-    index = pa.Table.from_pylist(index_rows, schema=SHARD_INDEX_SCHEMA)
+    index = index_table(plan, shard_set, opts.packs_per_shard)
     storage.atomic_write_parquet(storage.join(opts.out, "index.parquet"), index)
     storage.atomic_write_parquet(ds.shard_index(shard_set), index)
 
-    packed = [members[i] for pack in result.packs for i in pack]
+    result = plan.result
     summary = ShardSummary(
-        shard_set=shard_set, selected=len(members), packed=len(packed), oversized=len(result.oversized),
+        shard_set=shard_set, selected=plan.selected, packed=index.num_rows, oversized=len(result.oversized),
         packs=len(result.packs), shards=len(shard_names), token_fill=stats.token_fill, tile_fill=stats.tile_fill,
-        by_component=dict(collections.Counter(m.component for m in packed)),
-        by_source=dict(collections.Counter(m.source for m in packed)),
+        by_component=plan.count_by("component"), by_source=plan.count_by("source"),
         seconds=round(time.perf_counter() - t0, 3),
     )
     manifest = {
@@ -143,9 +107,9 @@ def run_shard(dataset_uri: str, opts: ShardOptions) -> ShardSummary:
         "packing": {**budget_dict, "algorithm": "offline-best-fit-decreasing", "packs_per_shard": opts.packs_per_shard},
         "tokenizer_fingerprint": fingerprint, "tokenizer": record["tokenizer"]["ref"], "tiling": tiling,
         "shards": shard_names,
-        "selection_hash": hashlib.sha256("\n".join(m.sample_id for m in members).encode()).hexdigest(),
-        "oversized_sample_ids": [members[i].sample_id for i in result.oversized],
-        "stats": stats.as_dict(), "summary": asdict(summary),
+        "selection_hash": plan.selection_hash(), "oversized_sample_ids": plan.oversized_ids(),
+        "stats": stats.as_dict(), "shard_summary": asdict(summary), "kind": "shard",
+        "summary": _job_summary(summary, {"plan": t_plan - t0, "write": time.perf_counter() - t_plan}),
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
     }
     storage.atomic_write_json(storage.join(opts.out, "manifest.json"), manifest)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+import numpy as np
 import yaml
 
 from schemas.config import ConfigError, from_dict
@@ -64,34 +65,35 @@ def load_mixture(path: str) -> Mixture:
 
 
 def seeded_order(sample_ids: list[str], seed: int) -> list[str]:
+    """Ids in the seeded hash order every selection uses (ties: input order).
+
+    The shard job gets the same order from SQL: ``ORDER BY sha256('SEED:' || sample_id)``
+    (lowercase hex sorts like the digest bytes).
+    """
     return sorted(sample_ids, key=lambda s: hashlib.sha256(f"{seed}:{s}".encode()).digest())
 
 
-def allocate(
-    mixture: Mixture, candidates: dict[str, list[tuple[str, int]]], seed: int
-) -> dict[str, list[str]]:
-    """Pick sample ids per component from ``candidates`` (name -> [(sample_id, tokens)])."""
-    taken: set[str] = set()
-    pools: dict[str, list[tuple[str, int]]] = {}
-    for comp in mixture.components:  # first matching component wins
-        tokens = dict(candidates.get(comp.name, []))
-        pool = [(s, tokens[s]) for s in seeded_order(list(tokens), seed) if s not in taken]
-        taken.update(s for s, _ in pool)
+def allocate_rows(mixture: Mixture, matches: np.ndarray, tokens: np.ndarray) -> dict[str, np.ndarray]:
+    """Row indices chosen per component, for rows already in seeded order.
+
+    ``matches`` is a (components, rows) bool array (row r matches component c's
+    predicate), ``tokens`` the rows' token counts. Arrays in, arrays out: a million
+    candidates cost a few numpy passes, not a Python object each. Budgeted components
+    come first in the result, then weighted ones, each in mixture order.
+    """
+    matches = np.asarray(matches, dtype=bool).reshape(len(mixture.components), -1)
+    tokens = np.asarray(tokens, dtype=np.int64)
+    taken = np.zeros(matches.shape[1], dtype=bool)
+    pools: dict[str, np.ndarray] = {}
+    for c, comp in enumerate(mixture.components):  # first matching component wins
+        pool = np.flatnonzero(matches[c] & ~taken)
+        taken[pool] = True
         pools[comp.name] = pool
 
-    chosen: dict[str, list[str]] = {}
+    chosen: dict[str, np.ndarray] = {}
     for comp in mixture.components:
-        if comp.weighted:
-            continue
-        picked, used = [], 0
-        for sid, tok in pools[comp.name]:
-            if comp.max_samples is not None and len(picked) >= comp.max_samples:
-                break
-            if comp.max_tokens is not None and used + tok > comp.max_tokens:
-                continue
-            picked.append(sid)
-            used += tok
-        chosen[comp.name] = picked
+        if not comp.weighted:
+            chosen[comp.name] = _within_budget(pools[comp.name], tokens, comp)
 
     weighted = [c for c in mixture.components if c.weighted]
     if weighted:
@@ -104,5 +106,40 @@ def allocate(
             total = min(len(pools[c.name]) * total_weight / c.weight for c in weighted)
         for c in weighted:
             want = int(round(total * c.weight / total_weight))
-            chosen[c.name] = [s for s, _ in pools[c.name][:want]]
+            chosen[c.name] = pools[c.name][:want]
     return chosen
+
+
+def _within_budget(pool: np.ndarray, tokens: np.ndarray, comp: MixtureComponent) -> np.ndarray:
+    """Pool rows in order, up to max_samples; a row that would pass max_tokens is skipped."""
+    limit = comp.max_samples if comp.max_samples is not None else len(pool)
+    if comp.max_tokens is None:
+        return pool[:limit]
+    head = pool[:limit]
+    if int(tokens[head].sum()) <= comp.max_tokens:  # the common case: no row is skipped
+        return head
+    picked, used = [], 0
+    for row, tok in zip(pool.tolist(), tokens[pool].tolist()):
+        if len(picked) >= limit:
+            break
+        if used + tok > comp.max_tokens:
+            continue
+        picked.append(row)
+        used += tok
+    return np.asarray(picked, dtype=np.int64)
+
+
+def allocate(
+    mixture: Mixture, candidates: dict[str, list[tuple[str, int]]], seed: int
+) -> dict[str, list[str]]:
+    """Pick sample ids per component from ``candidates`` (name -> [(sample_id, tokens)])."""
+    tokens: dict[str, int] = {}
+    for comp in mixture.components:
+        tokens.update(candidates.get(comp.name, []))
+    ids = seeded_order(list(tokens), seed)
+    row = {s: i for i, s in enumerate(ids)}
+    matches = np.zeros((len(mixture.components), len(ids)), dtype=bool)
+    for c, comp in enumerate(mixture.components):
+        matches[c, [row[s] for s, _ in candidates.get(comp.name, [])]] = True
+    chosen = allocate_rows(mixture, matches, np.array([tokens[s] for s in ids], dtype=np.int64))
+    return {name: [ids[i] for i in rows.tolist()] for name, rows in chosen.items()}

@@ -7,11 +7,13 @@ from pipeline.sources.interleaved import InterleavedConfig, InterleavedSource
 from pipeline.sources.manifest import ManifestConfig, ManifestSource
 from pipeline.sources.ocr_images import OCRImagesConfig, OCRImagesSource
 from pipeline.sources.ocr_synthetic import SyntheticOCRConfig, SyntheticOCRSource
+from pipeline.sources.synthetic import SyntheticConfig, SyntheticSource
 from pipeline.sources.video import VideoConfig, VideoSource
 from pipeline.sources.web_urls import WebUrlsConfig, WebUrlsSource
 from pipeline.sources.webdataset_tars import WebDatasetConfig, WebDatasetSource
 
 SOURCE_TYPES = {
+    "synthetic": (SyntheticConfig, SyntheticSource),  # scale tests: N tiny generated samples
     "synthetic_ocr": (SyntheticOCRConfig, SyntheticOCRSource),
     "ocr_images": (OCRImagesConfig, OCRImagesSource),
     "html_documents": (HTMLDocumentsConfig, HTMLDocumentsSource),

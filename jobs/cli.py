@@ -26,7 +26,8 @@ def _ingest(args) -> int:
     from jobs.spec import load_spec
 
     spec = load_spec(args.spec, dataset_override=args.dataset)
-    summary = run_ingest(spec, mode="local" if args.local else "ray", address=args.address)
+    summary = run_ingest(spec, mode="local" if args.local else "ray", address=args.address,
+                         retry_rejects=args.retry_rejects)
     print("\n".join(summary.lines()))
     return 0
 
@@ -118,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "spec resumes: finished partitions are skipped.")
     sp.add_argument("spec", help="job spec YAML (see jobs/examples/)")
     sp.add_argument("--dataset", help="dataset root URI, overriding the spec's 'dataset'")
+    sp.add_argument("--retry-rejects", nargs="+", metavar="STAGE/REASON",
+                    help="run again only this job's rejected inputs with these reasons (e.g. fetch/timeout, "
+                         "read/error, or a bare reason for any stage); accepted samples are kept as they are")
     ray_options(sp)
     sp.set_defaults(func=_ingest)
 

@@ -23,10 +23,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow.parquet as pq
 import yaml
 
 from filters.dedup import DedupConfig
+
 from filters.scorers.registry import SCORERS, build_scorer
+from jobs.summary import JobSummary
 from pipeline import storage
 from pipeline.dataset import Dataset
 from pipeline.score_runner import ScoreTask, pending, plan_tasks, run_tasks, write_ranks
@@ -55,10 +58,11 @@ def parse_steps(raw: Any, where: str = "scorers") -> list[ScoreStep]:
         raise ConfigError(f"{where}: give a non-empty list of scorer steps")
     steps = []
     for i, item in enumerate(raw):
-        if not isinstance(item, dict) or "scorer" not in item:
-            raise ConfigError(f"{where}[{i}]: each step needs 'scorer' (one of {sorted(SCORERS)})")
+        if not isinstance(item, dict) or ("scorer" in item) == ("name" in item):
+            raise ConfigError(f"{where}[{i}]: each step needs 'scorer' (or 'name': one of {sorted(SCORERS)})")
         item = dict(item)
-        step = ScoreStep(str(item.pop("scorer")), {}, str(item.pop("where", "true")))
+        name = item.pop("scorer") if "scorer" in item else item.pop("name")  # ingest specs may say name:
+        step = ScoreStep(str(name), {}, str(item.pop("where", "true")))
         step.options = item
         try:
             build_scorer(step.scorer, step.options)  # validate options now, not in a worker
@@ -87,32 +91,72 @@ def job_id_of(scorer, step: ScoreStep) -> str:
 
 
 def run_step(ds: Dataset, step: ScoreStep, spec: ScoreSpec, *, mode: str = "ray",
-             address: str | None = None) -> dict:
+             address: str | None = None, only_job: str | None = None) -> dict:
+    """Score one step's selection; ``only_job``: just that ingest job's samples parts (an ingest stage)."""
     t0 = time.perf_counter()
     scorer = build_scorer(step.scorer, step.options)
     job_id = job_id_of(scorer, step)
+    summary = JobSummary("score", job_id)
     manifest = {"job_id": job_id, "kind": "score", "scorer": step.scorer, "options": step.options,
-                "where": step.where, "version": scorer.version, "status": "running",
+                "where": step.where, "version": scorer.version, "status": "running", "only_job": only_job,
                 "started_at": dt.datetime.now(dt.timezone.utc).isoformat()}
     storage.atomic_write_json(ds.job_manifest(job_id), manifest)
-    tasks: list[ScoreTask] = plan_tasks(ds, step.where)
-    todo = pending(ds, job_id, tasks)
+    with summary.stage("plan", unit="part") as st:
+        tasks: list[ScoreTask] = plan_tasks(ds, step.where)
+        if only_job is not None:  # the same job id as `tessera score`: its markers are shared
+            tasks = [t for t in tasks if t.part.startswith(f"{only_job}__")]
+        todo = pending(ds, job_id, tasks)
+        st.items, st.skipped = len(tasks), len(tasks) - len(todo)
+        st.note = f"{sum(len(t.sample_ids) for t in tasks)} samples selected"
     kwargs = {"dataset_root": ds.root, "scorer": step.scorer, "options": step.options, "job_id": job_id,
               "batch_size": spec.batch_size, "loader_threads": spec.loader_threads}
     from tqdm import tqdm
 
-    with tqdm(total=len(todo), desc=f"score {scorer.name}", unit="part", disable=not todo) as bar:
-        for _ in run_tasks(kwargs, todo, mode=mode, address=address, workers=spec.workers,
-                           num_gpus=spec.num_gpus):
+    with summary.stage(f"score:{scorer.name}", unit="part") as st, \
+            tqdm(total=len(todo), desc=f"score {scorer.name}", unit="part", disable=not todo) as bar:
+        st.has_bar, st.items = bool(todo), len(todo)
+        for result in run_tasks(kwargs, todo, mode=mode, address=address, workers=spec.workers,
+                                num_gpus=spec.num_gpus):
+            st.errors += result["errors"]
+            bar.set_postfix(errors=st.errors, refresh=False)
             bar.update(1)
     markers = [storage.read_json(ds.partition_marker(job_id, t.part)) for t in tasks]
-    ranked = write_ranks(ds, scorer.name, scorer.rank_column) if getattr(scorer, "rank_column", None) else 0
-    summary = {"job_id": job_id, "scorer": scorer.name, "parts": len(tasks), "parts_skipped": len(tasks) - len(todo),
-               "scored": sum(m["scored"] for m in markers), "errors": sum(m["errors"] for m in markers),
-               "ranked": ranked, "seconds": round(time.perf_counter() - t0, 2)}
-    manifest.update(status="succeeded", finished_at=dt.datetime.now(dt.timezone.utc).isoformat(), counts=summary)
+    with summary.stage("rank") as st:
+        ranked = write_ranks(ds, scorer.name, scorer.rank_column) if getattr(scorer, "rank_column", None) else 0
+        st.items, st.unit = ranked, "samples"
+    errors = _error_reasons(ds, scorer.name, tasks)
+    summary.inputs = sum(len(t.sample_ids) for t in tasks)
+    summary.accepted = summary.inputs - sum(errors.values())
+    summary.rejected_by_reason = {f"{scorer.name}/{k}": v for k, v in errors.items()}
+    summary.details = {"scorer": scorer.name, "parts": len(tasks), "parts_skipped": len(tasks) - len(todo),
+                       "scored": sum(m["scored"] for m in markers), "ranked": ranked}
+    counts = {"job_id": job_id, "scorer": scorer.name, "parts": len(tasks), "parts_skipped": len(tasks) - len(todo),
+              "scored": sum(m["scored"] for m in markers), "errors": sum(m["errors"] for m in markers),
+              "ranked": ranked, "seconds": round(time.perf_counter() - t0, 2)}
+    manifest.update(status="succeeded", finished_at=dt.datetime.now(dt.timezone.utc).isoformat(), counts=counts,
+                    summary=summary.to_dict())
     storage.atomic_write_json(ds.job_manifest(job_id), manifest)
-    return summary
+    return {**counts, "summary": manifest["summary"]}
+
+
+def _error_reasons(ds: Dataset, scorer: str, tasks: list[ScoreTask]) -> dict[str, int]:
+    """Selected samples without a score, by the scorer's ``<name>_error`` value."""
+    parts = {t.part for t in tasks if t.sample_ids}
+    column = f"{scorer}_error"
+    counts: dict[str, int] = {}
+    for f in ds.score_files(scorer):
+        if f.rsplit("/", 1)[-1].removesuffix(".parquet") not in parts:
+            continue
+        fs, path = storage.filesystem(f)
+        with fs.open(path, "rb") as fh:
+            part = pq.ParquetFile(fh)
+            if column not in part.schema_arrow.names:
+                return {}  # a scorer without an error column
+            values = part.read(columns=[column]).column(column).to_pylist()
+        for v in values:
+            if v:
+                counts[v] = counts.get(v, 0) + 1
+    return counts
 
 
 def run_steps(ds: Dataset, steps: list[ScoreStep], spec: ScoreSpec | None = None, **kw) -> list[dict]:

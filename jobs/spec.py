@@ -12,6 +12,9 @@ Example (see ``jobs/examples/local_images.yaml``)::
     tiling: {tile_size: 448, max_tiles: 12}
     filters: {min_caption_words: 5}
     dedup: {text_threshold: 0.8}
+    sample_retries: 2                  # extra tries of an input whose step raised (not a reject)
+    scorers:                           # optional: scored after the partitions, before dedup
+      - {scorer: clip, model: ViT-B-32, checkpoint: /weights/vit-b-32.pt, where: "passes_rules"}
 """
 from __future__ import annotations
 
@@ -30,6 +33,9 @@ from pipeline.tiling import TilingConfig
 from schemas.config import ConfigError, from_dict
 
 PATH_KEYS = ("path",)
+# Keys that change how a job runs, not what its partitions hold: left out of the job id,
+# so adding scorers or retries to a spec resumes the same job (and old specs keep their ids).
+RUN_CONTROL_KEYS = ("sample_retries", "retry_backoff_s", "scorers", "partition_timeout_s")
 
 
 @dataclass
@@ -61,11 +67,23 @@ class IngestSpec:
     image: ImageSpec = field(default_factory=ImageSpec)
     filters: RuleConfig = field(default_factory=RuleConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
+    # An input whose step raised something other than a reject (an OSError on a remote
+    # store, a flaky reader) is tried again this many times, then becomes a reject
+    # "STEP/error"; the partition goes on either way.
+    sample_retries: int = 2
+    retry_backoff_s: float = 0.5  # wait before the first retry, doubling after each
+    # Scorer steps as in a score spec (jobs/score_job.py), run over this job's samples.
+    scorers: list[dict] = field(default_factory=list)
+    # A partition still running after this long is abandoned (its worker restarted) and
+    # tried again, twice; then its inputs become a "partition/timeout" reject, so one slow
+    # or hung input never holds the job. Generous: a partition normally takes seconds.
+    partition_timeout_s: float = 1800.0
 
     @property
     def job_id(self) -> str:
         """Same spec, same job: a re-run resumes instead of starting a second job."""
-        digest = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, default=str).encode()).hexdigest()
+        identity = {k: v for k, v in self.to_dict().items() if k not in RUN_CONTROL_KEYS}
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
         return f"{self.name}-{digest[:10]}"
 
     def to_dict(self) -> dict:
@@ -114,7 +132,22 @@ def parse_spec(data: Any, dataset_override: str | None = None) -> IngestSpec:
         spec.tokenizer = _absolute(spec.tokenizer)
     if spec.partition_size < 1:
         raise ConfigError("spec.partition_size must be >= 1")
+    if not spec.partition_timeout_s > 0:
+        raise ConfigError("spec.partition_timeout_s must be > 0 (seconds)")
+    if spec.sample_retries < 0 or spec.retry_backoff_s < 0:
+        raise ConfigError("spec.sample_retries and spec.retry_backoff_s must be >= 0")
+    if spec.scorers:
+        from jobs.score_job import parse_steps  # here: listing scorers imports no model code
+
+        parse_steps(spec.scorers, "spec.scorers")  # names and options checked now, not in a worker
     return spec
+
+
+def score_steps(spec: IngestSpec) -> list:
+    """The spec's ``scorers`` as score-job steps (already validated by ``parse_spec``)."""
+    from jobs.score_job import parse_steps
+
+    return parse_steps(spec.scorers, "spec.scorers") if spec.scorers else []
 
 
 def load_spec(path: str, dataset_override: str | None = None) -> IngestSpec:

@@ -89,6 +89,10 @@ class TrainConfig:
     tokenizer: str | None = None  # default: the tokenizer the shards were made with (their manifest)
     seed: int = 0
     workers: int = 0  # data-loader worker processes per rank
+    # false: every rank reads every tar and keeps its slice of each global batch (the stream is
+    # the same for any world size and worker count). true: whole tars go to the world x workers
+    # readers, each tar read once per epoch (very large shard sets); needs that many tars per set.
+    per_rank_shards: bool = False
     precision: str = "auto"  # auto: bf16 autocast on GPU, float32 on CPU; or bf16 / fp32
     distributed: str = "ddp"  # ddp | fsdp (FSDP2 fully_shard per layer) under torchrun
     save_every: int = 0  # steps between resumable checkpoints (0: only at the end of each stage)
@@ -106,6 +110,8 @@ class TrainConfig:
             raise ValueError("precision must be auto, bf16 or fp32")
         if self.distributed not in ("ddp", "fsdp"):
             raise ValueError("distributed must be ddp or fsdp")
+        if self.workers < 0:
+            raise ValueError("workers must be >= 0")
 
 
 def _resolve(path: str | None) -> str | None:

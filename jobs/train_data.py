@@ -8,14 +8,21 @@ The stream is a pure function of (seed, position):
 2. the mixture draws the next pack from source i with probability weight_i, with a
    seeded RNG, giving the global pack index g = 0, 1, 2, ...;
 3. global step s holds packs [s*B, (s+1)*B) (B = global batch); rank r owns the r-th
-   slice of each, and its data-loader worker w the micro-batches j with j % W == w
-   (PyTorch hands worker outputs back round-robin, so order is kept for any W).
+   slice of each, and its data-loader worker w the micro-batches j with
+   j % W == (w + j0) % W, j0 the first micro-batch of this (possibly resumed) run:
+   PyTorch hands worker outputs back round-robin starting at worker 0, so the order
+   is kept for any W and any resume step.
 
 Only owned packs are decoded. Resuming at step s skips to g = s*B without decoding,
 so a resumed run sees exactly the packs the uninterrupted run saw; the image
 augmentation RNG is seeded by g, so it sees the same pixels too. Every rank reads
-every tar (cheap next to decoding); ``per_rank_shards`` instead hands whole tars to
-ranks with ``wds.split_by_node`` for very large sets (order then depends on the world size).
+every tar (cheap next to decoding).
+
+``per_rank_shards`` (training file) instead hands whole tars to the world x W
+reader slots (rank r, worker role v: slot r*W + v) for very large sets, so each tar
+is read once per epoch over the whole job. Each slot mixes its own tars with its own
+seeded RNG; the stream then depends on the world size and the worker count, and
+every shard set needs at least world x W tars (refused otherwise).
 """
 from __future__ import annotations
 
@@ -84,26 +91,46 @@ def check_shard_sets(sets: list[ShardSet], tokenizer_fingerprint: str, stage: St
     return TilingConfig(**tilings[0])
 
 
-def _source_stream(shard_set: ShardSet, seed: int, index: int, split_shards: bool):
+def check_tar_split(sets: list[ShardSet], world: int, workers: int) -> None:
+    """per_rank_shards: every reader slot (rank x worker) needs at least one tar of every set."""
+    slots = world * max(1, workers)
+    for s in sets:
+        if len(s.urls) < slots:
+            raise ValueError(
+                f"data source {s.source.name}: per_rank_shards hands whole tars to {world} rank(s) x "
+                f"{max(1, workers)} data-loader worker(s) = {slots} readers, but {s.source.shards} holds only "
+                f"{len(s.urls)} tar(s). Re-shard with fewer packs per shard (tessera shard --packs-per-shard), "
+                "lower workers, or set per_rank_shards: false (every rank reads every tar)."
+            )
+
+
+def _source_stream(shard_set: ShardSet, seed: int, index: int, slot: int = 0, n_slots: int = 1):
+    """Raw packs of one shard set, epoch after epoch; with n_slots > 1 only this slot's tars."""
+    tag = f"/{slot}of{n_slots}" if n_slots > 1 else ""  # one slot: the same stream as before slots existed
     epoch = 0
     while True:
         urls = list(shard_set.urls)
-        random.Random(f"{seed}/shards/{index}/{epoch}").shuffle(urls)
-        stages = [wds.SimpleShardList(urls)]
-        if split_shards:
-            stages += [wds.split_by_node]
-        stages += [wds.tarfile_to_samples(),
-                   wds.shuffle(shard_set.source.shuffle_buffer, initial=shard_set.source.shuffle_buffer,
-                               seed=random.Random(f"{seed}/buffer/{index}/{epoch}").getrandbits(32))]
-        yield from wds.DataPipeline(*stages)
+        random.Random(f"{seed}/shards/{index}/{epoch}").shuffle(urls)  # the same order in every slot
+        buffer = shard_set.source.shuffle_buffer
+        pipeline = wds.DataPipeline(
+            wds.SimpleShardList(urls[slot::n_slots]), wds.tarfile_to_samples(),
+            wds.shuffle(buffer, initial=buffer, seed=random.Random(f"{seed}/buffer/{index}/{epoch}{tag}").getrandbits(32)))
+        n = 0
+        for sample in pipeline:
+            n += 1
+            sample["__epoch__"] = epoch  # which pass over this set (tests, debugging)
+            yield sample
+        if n == 0:  # would loop forever without yielding
+            raise ValueError(f"data source {shard_set.source.name}: its tars{' for reader slot ' + str(slot) if tag else ''} "
+                             "hold no pack")
         epoch += 1
 
 
-def mixed_stream(sets: list[ShardSet], seed: int, split_shards: bool = False):
-    """(global index, source index, raw webdataset sample), forever."""
-    streams = [_source_stream(s, seed, i, split_shards) for i, s in enumerate(sets)]
+def mixed_stream(sets: list[ShardSet], seed: int, slot: int = 0, n_slots: int = 1):
+    """(index in this stream, source index, raw webdataset sample), forever."""
+    streams = [_source_stream(s, seed, i, slot, n_slots) for i, s in enumerate(sets)]
     weights = [s.source.weight for s in sets]
-    rng = random.Random(f"{seed}/mixture")
+    rng = random.Random(f"{seed}/mixture" + (f"/{slot}of{n_slots}" if n_slots > 1 else ""))
     g = 0
     while True:
         i = rng.choices(range(len(sets)), weights)[0] if len(sets) > 1 else 0
@@ -136,43 +163,74 @@ def decode_pack(raw: dict, tokenizer, tiling: TilingConfig, jpeg_quality, rng: r
 
 
 class PackLoader(torch.utils.data.IterableDataset):
-    """Yields this rank's micro-batches (``PackedBatch``) from global pack ``start`` on."""
+    """Yields this rank's micro-batches (``PackedBatch``) from global pack ``start`` on.
+
+    ``workers`` is the number of data-loader processes ``make_loader`` starts; with
+    ``per_rank_shards`` it decides how the tars are split, so it is fixed here.
+    """
 
     def __init__(self, sets: list[ShardSet], tokenizer, tiling: TilingConfig, stage: Stage, *, seed: int,
-                 rank: int = 0, world: int = 1, start: int = 0, split_shards: bool = False):
+                 rank: int = 0, world: int = 1, start: int = 0, per_rank_shards: bool = False, workers: int = 0):
         if stage.global_batch_packs % world or (stage.global_batch_packs // world) % stage.micro_batch_packs:
             raise ValueError(f"stage {stage.name}: global_batch_packs ({stage.global_batch_packs}) must split into "
                              f"{world} ranks x whole micro-batches of {stage.micro_batch_packs} packs")
+        if start % stage.global_batch_packs:
+            raise ValueError(f"start ({start}) must be a whole number of global batches")
+        if per_rank_shards:
+            check_tar_split(sets, world, workers)
         self.sets, self.tokenizer, self.tiling, self.stage = sets, tokenizer, tiling, stage
-        self.seed, self.rank, self.world, self.start, self.split_shards = seed, rank, world, start, split_shards
+        self.seed, self.rank, self.world, self.start = seed, rank, world, start
+        self.per_rank_shards, self.workers = per_rank_shards, workers
         self.per_rank = stage.global_batch_packs // world
+
+    def _owned(self, role: int, n_workers: int):
+        """(augmentation seed, source index, raw pack) of the packs worker role ``role`` decodes, in order."""
+        micro, batch = self.stage.micro_batch_packs, self.stage.global_batch_packs
+        first_micro = (self.start // self.world) // micro  # this rank's micro-batches before the start
+        if self.per_rank_shards:
+            slot, n_slots = self.rank * n_workers + role, self.world * n_workers
+            # This slot's k-th micro-batch is the rank's micro-batch role + k * n_workers.
+            skip = max(0, -(-(first_micro - role) // n_workers)) * micro
+            for k, (_, i, raw) in enumerate(mixed_stream(self.sets, self.seed, slot, n_slots)):
+                if k >= skip:
+                    yield f"{self.seed}/{slot}of{n_slots}/{k}", i, raw
+            return
+        for g, i, raw in mixed_stream(self.sets, self.seed):
+            if g < self.start or (g % batch) // self.per_rank != self.rank % self.world:
+                continue
+            local = (g // batch) * self.per_rank + (g % batch) % self.per_rank
+            if (local // micro) % n_workers == role:
+                yield f"{self.seed}/{g}", i, raw
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         wid, n_workers = (info.id, info.num_workers) if info else (0, 1)
-        batch, micro = self.stage.global_batch_packs, self.stage.micro_batch_packs
-        subs, n_packs, budget = [], 0, 0
-        for g, i, raw in mixed_stream(self.sets, self.seed, self.split_shards):
-            if g < self.start or (g % batch) // self.per_rank != self.rank % self.world:
-                continue
-            local = (g // batch) * self.per_rank + (g % batch) % self.per_rank
-            if (local // micro) % n_workers != wid:
-                continue
+        if self.per_rank_shards and n_workers != max(1, self.workers):
+            raise ValueError(f"PackLoader was set up for {self.workers} workers but runs in {n_workers}: "
+                             "build the DataLoader with make_loader")
+        # The loader's first micro-batch comes from worker 0: it plays the role of the first micro-batch's owner.
+        role = (wid + (self.start // self.world) // self.stage.micro_batch_packs) % n_workers
+        micro = self.stage.micro_batch_packs
+        subs, keys, budget = [], [], 0
+        for aug_seed, i, raw in self._owned(role, n_workers):
             source = self.sets[i].source
-            subs += decode_pack(raw, self.tokenizer, self.tiling, source.jpeg_quality, random.Random(f"{self.seed}/{g}"))
-            n_packs += 1
-            budget += json.loads(raw["json"])["budget"]["max_tokens"]
-            if n_packs == micro:
-                yield collate_packed(subs, self.stage.loss_reduction, n_packs, budget)
-                subs, n_packs, budget = [], 0, 0
+            subs += decode_pack(raw, self.tokenizer, self.tiling, source.jpeg_quality, random.Random(aug_seed))
+            record = json.loads(raw["json"])
+            keys.append((source.name, record["key"]))
+            budget += record["budget"]["max_tokens"]
+            if len(keys) == micro:
+                yield collate_packed(subs, self.stage.loss_reduction, len(keys), budget, keys)
+                subs, keys, budget = [], [], 0
 
 
 def _as_is(batch: PackedBatch) -> PackedBatch:
     return batch
 
 
-def make_loader(dataset: PackLoader, workers: int) -> torch.utils.data.DataLoader:
-    return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=_as_is)
+def make_loader(dataset: PackLoader) -> torch.utils.data.DataLoader:
+    """``dataset.workers`` processes; each decodes its own micro-batches (returned in stream order)."""
+    return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=dataset.workers, collate_fn=_as_is)
 
 
-__all__ = ["PackLoader", "PackedBatch", "ShardSet", "check_shard_sets", "make_loader", "open_shard_set"]
+__all__ = ["PackLoader", "PackedBatch", "ShardSet", "check_shard_sets", "check_tar_split", "make_loader", "mixed_stream",
+           "open_shard_set"]

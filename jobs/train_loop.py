@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, replace
 import torch
 
 from jobs.train_config import Stage, TrainConfig
-from jobs.train_data import PackLoader, check_shard_sets, make_loader, open_shard_set
+from jobs.train_data import PackLoader, check_shard_sets, check_tar_split, make_loader, open_shard_set
 from jobs.train_dist import Dist, full_state, init_dist, load_optimizer, unwrap, wrap
 from jobs.train_log import StepLogger, read_log
 from jobs.train_state import latest_checkpoint, load_state, save_checkpoint, set_rng_state
@@ -99,6 +99,8 @@ def train_stage(cfg: TrainConfig, index: int, previous: str | None, d: Dist, bud
     sets = [open_shard_set(s) for s in stage.data]
     tokenizer = resolve_tokenizer(cfg, sets[0].manifest)
     tiling = check_shard_sets(sets, fingerprint(tokenizer), stage)
+    if cfg.per_rank_shards:  # before building the model: a bad split fails at once
+        check_tar_split(sets, d.world, cfg.workers)
     resume = latest_checkpoint(stage_dir)
     start = resume or previous
     model_cfg = replace(cfg.model, pretrained=start, vision=None, llm=None, preset=None) if start else cfg.model
@@ -128,8 +130,9 @@ def train_stage(cfg: TrainConfig, index: int, previous: str | None, d: Dist, bud
 
     data_seed = random.Random(f"{cfg.seed}/{stage.name}").getrandbits(31)
     loader = PackLoader(sets, tokenizer, tiling, stage, seed=data_seed, rank=d.rank, world=d.world,
-                        start=step * stage.global_batch_packs)
-    batches = iter(make_loader(loader, cfg.workers))
+                        start=step * stage.global_batch_packs, per_rank_shards=cfg.per_rank_shards,
+                        workers=cfg.workers)
+    batches = iter(make_loader(loader))
     micro_per_step = loader.per_rank // stage.micro_batch_packs
     autocast, mask_dtype = _autocast(cfg, d)
     attn = cfg.model.attn_implementation

@@ -46,6 +46,7 @@ class PackedBatch:
     n_images: int = 0
     n_packs: int = 0
     budget_tokens: int = 0  # sum of the packs' token budgets, for the fill ratio
+    packs: list[tuple[str, str]] | None = None  # (data source, pack key) of each pack, in order
 
     @property
     def n_tokens(self) -> int:
@@ -54,7 +55,8 @@ class PackedBatch:
     def to(self, device) -> "PackedBatch":
         move = lambda t: None if t is None else t.to(device, non_blocking=True)
         return PackedBatch(move(self.input_ids), move(self.targets), move(self.weights), move(self.position_ids),
-                           self.seq_lens, move(self.pixel_values), self.n_images, self.n_packs, self.budget_tokens)
+                           self.seq_lens, move(self.pixel_values), self.n_images, self.n_packs, self.budget_tokens,
+                           self.packs)
 
 
 def sample_weight(n_supervised: int, reduction: str) -> float:
@@ -66,7 +68,7 @@ def sample_weight(n_supervised: int, reduction: str) -> float:
 
 
 def collate_packed(subs: list[SubSample], reduction: str = "square", n_packs: int = 0,
-                   budget_tokens: int = 0) -> PackedBatch:
+                   budget_tokens: int = 0, packs: list[tuple[str, str]] | None = None) -> PackedBatch:
     ids, targets, weights, positions, lens, tiles = [], [], [], [], [], []
     for sub in subs:
         n = len(sub.input_ids)
@@ -83,7 +85,7 @@ def collate_packed(subs: list[SubSample], reduction: str = "square", n_packs: in
     row = lambda values, dtype: torch.tensor([values], dtype=dtype)
     return PackedBatch(
         row(ids, torch.long), row(targets, torch.long), row(weights, torch.float32), row(positions, torch.long),
-        lens, torch.cat(tiles) if tiles else None, sum(s.n_images for s in subs), n_packs, budget_tokens,
+        lens, torch.cat(tiles) if tiles else None, sum(s.n_images for s in subs), n_packs, budget_tokens, packs,
     )
 
 

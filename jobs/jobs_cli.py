@@ -7,8 +7,9 @@ Tessera summaries.
     tessera jobs stop   JOB [--no-wait]
 
 A submitted job's metadata names its Tessera command and dataset (and, for an ingest, its
-Tessera job id), so status finds ``DATASET/jobs/JOB/manifest.json``. For commands whose job
-id is only known on the cluster (score), the manifests written while the Ray job ran are shown.
+Tessera job id), so status finds ``DATASET/jobs/JOB/manifest.json`` (a shard set's
+``OUT/manifest.json``; for a score job, whose ids are only known on the cluster, the
+manifests started while the Ray job ran) and prints its summary (``jobs/summary.py``).
 """
 from __future__ import annotations
 
@@ -24,50 +25,51 @@ def _when(ms: int | None) -> str:
     return dt.datetime.fromtimestamp(ms / 1000).isoformat(timespec="seconds") if ms else "-"
 
 
+def _written_during(manifest: dict, info) -> bool:
+    stamp = manifest.get("started_at") or manifest.get("created_at")
+    if not stamp or not info.start_time:
+        return False
+    ms = dt.datetime.fromisoformat(stamp).timestamp() * 1000
+    return info.start_time <= ms <= (info.end_time or float("inf"))
+
+
 def tessera_manifests(info) -> list[dict]:
-    """The Tessera job manifests a Ray job wrote (empty when none is found or readable)."""
+    """The Tessera manifests a Ray job wrote: an ingest's by its job id, a shard set's in its
+    --out folder, otherwise (score) the dataset's job manifests started while the Ray job ran."""
     from pipeline import storage
     from pipeline.dataset import Dataset
 
     meta = info.metadata or {}
-    if not meta.get("tessera_dataset"):
-        return []
-    ds = Dataset(meta["tessera_dataset"])
+    ds = Dataset(meta["tessera_dataset"]) if meta.get("tessera_dataset") else None
     try:
-        if meta.get("tessera_job_id"):
-            uri = ds.job_manifest(meta["tessera_job_id"])
-            return [storage.read_json(uri)] if storage.exists(uri) else []
-        start = dt.datetime.fromtimestamp((info.start_time or 0) / 1000, dt.timezone.utc)
-        end = dt.datetime.fromtimestamp(info.end_time / 1000, dt.timezone.utc) if info.end_time else None
-        found = []
-        for uri in storage.glob(ds.uri("jobs", "*", "manifest.json")):
-            manifest = storage.read_json(uri)
-            started = dt.datetime.fromisoformat(manifest.get("started_at", "1970-01-01T00:00:00+00:00"))
-            if started >= start and (end is None or started <= end):
-                found.append(manifest)
-        return sorted(found, key=lambda m: m.get("started_at", ""))
+        if ds and meta.get("tessera_job_id"):
+            uris, windowed = [ds.job_manifest(meta["tessera_job_id"])], False
+        elif meta.get("tessera_command") == "shard" and meta.get("tessera_out"):
+            uris, windowed = [storage.join(meta["tessera_out"], "manifest.json")], True
+        elif ds:
+            uris, windowed = storage.glob(ds.uri("jobs", "*", "manifest.json")), True
+        else:
+            return []
+        found = [storage.read_json(uri) for uri in uris if storage.exists(uri)]
     except OSError as exc:  # the dataset lives where this machine cannot read it
         return [{"job_id": "?", "status": f"manifest not readable here: {exc}"}]
+    found = [m for m in found if not windowed or _written_during(m, info)]
+    return sorted(found, key=lambda m: m.get("started_at") or m.get("created_at") or "")
 
 
 def manifest_lines(manifest: dict) -> list[str]:
-    """A manifest's summary: the ingest job's own summary lines, else its counts and timings."""
-    head = f"tessera job {manifest.get('job_id')} ({manifest.get('kind', '?')}): {manifest.get('status')}"
-    counts, timings = manifest.get("counts"), manifest.get("timings")
-    if manifest.get("kind") == "ingest" and counts:
-        from jobs.ingest_job import IngestSummary
+    """A manifest's summary: the shared job summary when it has one, else its counts and timings."""
+    if "summary" in manifest:
+        from jobs.summary import format_summary  # the code that wrote the key formats it
 
-        try:
-            summary = IngestSummary(manifest["job_id"], **counts, seconds=timings or {})
-            return [head] + ["  " + line for line in summary.lines()[1:]]
-        except TypeError:  # a manifest from another Tessera version: fall through to the generic form
-            pass
-    out = [head]
-    if counts:
-        out.append("  " + "  ".join(f"{k} {v}" for k, v in counts.items() if not isinstance(v, dict)))
-        for k, v in counts.items():
-            if isinstance(v, dict):
-                out.append(f"  {k}: " + ", ".join(f"{r} {n}" for r, n in v.items()))
+        return format_summary(manifest)
+    out = [f"{manifest.get('kind', '?')} job {manifest.get('job_id')} ({manifest.get('status')})"]
+    counts, timings = manifest.get("counts") or {}, manifest.get("timings") or {}
+    scalars = {k: v for k, v in counts.items() if not isinstance(v, dict)}
+    if scalars:
+        out.append("  " + ", ".join(f"{k} {v}" for k, v in scalars.items()))
+    for reason, n in sorted((counts.get("rejects_by_reason") or {}).items(), key=lambda kv: (-kv[1], kv[0])):
+        out.append(f"  rejected {reason}: {n}")
     if timings:
         out.append("  time: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
     return out

@@ -79,9 +79,13 @@ def _cli(args) -> int:
     print(f"submitted {job_id} to {api.address}", flush=True)
     if args.no_wait:
         return 0
-    if args.follow:
-        follow_logs(api, job_id)
-    status = wait(api, job_id)
+    try:
+        if args.follow:
+            follow_logs(api, job_id)
+        status = wait(api, job_id)
+    except KeyboardInterrupt:  # the job is the cluster's now: leaving does not stop it
+        print(f"\n{job_id} keeps running: `tessera jobs status|logs|stop {job_id}`", file=sys.stderr)
+        return 130
     print_status(api, job_id)
     return 0 if status == "SUCCEEDED" else 1
 

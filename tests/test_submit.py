@@ -23,9 +23,10 @@ from PIL import Image
 
 from jobs.cli import main
 from jobs.jobs_cli import manifest_lines
-from jobs.ray_jobs_client import JobsApi
+from jobs.ray_jobs_client import JobsApi, auth_token
 from jobs.spec import load_spec
 from jobs.submit_package import SHIPPED_DIR, plan_submission, stage_package
+from jobs.train_config import load_train_config
 from pipeline import catalog
 from pipeline.dataset import Dataset
 from pipeline.image_io import ImageDecodeError, decode_image
@@ -79,6 +80,18 @@ def test_plan_makes_paths_absolute_and_keeps_the_job_id(tmp_path, monkeypatch):
         assert not list(stage.rglob("__pycache__"))
     finally:
         shutil.rmtree(stage.parent)
+
+
+def test_shipped_training_file_resolves_like_the_local_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    example = "jobs/examples/train_internvl25.yaml"
+    plan = plan_submission(["train", example, "--stop-after", "3"])
+    local = load_train_config(example)
+    ((name, content),) = plan.files.items()
+    assert plan.argv == ["train", f"{SHIPPED_DIR}/{name}", "--stop-after", "3"]
+    (tmp_path / name).write_text(yaml.safe_dump(content))
+    monkeypatch.chdir(tmp_path)  # another current directory, as on the cluster
+    assert load_train_config(name) == local
 
 
 def test_bad_addresses_are_one_line_errors(monkeypatch, capsys):
@@ -136,6 +149,17 @@ def kill_groups(pgids: list[int]) -> None:
             time.sleep(0.2)
 
 
+def state_api(url: str, resource: str) -> list[dict]:
+    """Rows of Ray's state API (nodes, actors, ...), authenticated like the CLI."""
+    import requests
+
+    token, _ = auth_token()
+    r = requests.get(f"{url}/api/v0/{resource}?limit=1000&detail=1", headers={"Authorization": f"Bearer {token}"},
+                     timeout=30)
+    r.raise_for_status()
+    return r.json()["data"]["result"]["result"]
+
+
 @pytest.fixture(scope="module")
 def cluster():
     # Short path: Ray's unix sockets live under the temp dir and their names are length-limited.
@@ -160,7 +184,12 @@ def cluster():
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("RAY_AUTH_TOKEN_PATH", str(root / "token"))
             mp.delenv("RAY_AUTH_TOKEN", raising=False)
-            yield f"http://127.0.0.1:{dash}"
+            url = f"http://127.0.0.1:{dash}"
+            deadline = time.monotonic() + 60
+            while sum(n["state"] == "ALIVE" for n in state_api(url, "nodes")) < 2:  # the worker joined
+                assert time.monotonic() < deadline, state_api(url, "nodes")
+                time.sleep(1)
+            yield url
     finally:
         kill_groups(groups)
         shutil.rmtree(root, ignore_errors=True)
@@ -204,6 +233,9 @@ def test_submitted_ingest_fills_the_catalog(submitted, cluster):
     assert manifest["status"] == "succeeded"
     assert "\n".join(manifest_lines(manifest)) in out  # the summary, after Ray's status
     assert f"rejected decode/{reason}: 1" in out
+    # Two partitions, one CPU per node, one CPU per ingest actor: the pool spans both nodes.
+    actors = [a for a in state_api(cluster, "actors") if "MapWorker" in a.get("class_name", "")]
+    assert len({a["node_id"] for a in actors}) == 2, [(a.get("class_name"), a.get("node_id")) for a in actors]
 
 
 @pytest.mark.slow

@@ -49,20 +49,28 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# At ingest the decoded pixels feed only the perceptual hash (a 32x32 reduction), so a
+# JPEG is decoded at the DCT scale that keeps its shorter side >= this (1/2..1/8):
+# pHash moves ~1.4 of 64 bits against a full-resolution decode, the same way for every
+# source. Validation (whole stream decoded) and the full width/height are unchanged.
+DRAFT_MIN_SIDE = 256
+
+
 class DecodeImages:
     """Safe decode of every image; the only step allowed to drop an input (to rejects)."""
 
     name = "decode"
 
-    def __init__(self, max_pixels: int, min_side: int):
-        self.max_pixels, self.min_side = max_pixels, min_side
+    def __init__(self, max_pixels: int, min_side: int, draft_min_side: int | None = DRAFT_MIN_SIDE):
+        self.max_pixels, self.min_side, self.draft_min_side = max_pixels, min_side, draft_min_side
 
     def __call__(self, draft: Draft) -> Draft:
         if not draft.raw.media:
             raise Rejected("decode", "no_media", "input has no image")
         try:
             draft.images = [
-                decode_image(b, max_pixels=self.max_pixels, min_side=self.min_side) for b in draft.raw.media
+                decode_image(b, max_pixels=self.max_pixels, min_side=self.min_side, draft_min_side=self.draft_min_side)
+                for b in draft.raw.media
             ]
         except ImageDecodeError as exc:
             raise Rejected("decode", exc.reason, exc.detail) from exc

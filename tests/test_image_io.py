@@ -206,3 +206,54 @@ def test_result_is_fully_loaded_and_independent_of_input_buffer():
     out = decode_image(bytes(data))
     data[:] = b"\x00" * len(data)
     assert np.asarray(out.image).shape == (10, 10, 3)
+
+
+# --- JPEG draft decode (ingest: pixels only feed the perceptual hash) -------------------
+def smooth(w: int, h: int, seed: int = 0) -> Image.Image:
+    """A photo-like image: smooth colour fields (noise would make pHash meaningless)."""
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (4, 6, 3), dtype=np.uint8)).resize((w, h), Image.Resampling.BICUBIC)
+
+
+@pytest.mark.parametrize("size, scale", [((1200, 900), 2), ((2400, 1100), 4), ((4100, 2100), 8), ((500, 300), 1)])
+def test_draft_keeps_full_size_and_the_shorter_side_above_the_floor(size, scale):
+    out = decode_image(encode(smooth(*size), "JPEG", quality=90), draft_min_side=256)
+    assert (out.width, out.height) == size  # the full-resolution size: tiling does not change
+    assert out.scale == scale
+    assert min(out.image.size) >= 256 or scale == 1
+    assert out.image.size == (-(-size[0] // scale), -(-size[1] // scale)) and out.image.mode == "RGB"
+
+
+def test_draft_still_rejects_truncated_and_corrupt_jpegs():
+    data = encode(noise(2048, 1024), "JPEG", quality=90)
+    assert decode_image(data, draft_min_side=64).scale == 8
+    for cut in (0.3, 0.9, 0.995):  # cut anywhere in the entropy-coded data: still caught
+        assert reason_of(data[: int(len(data) * cut)], draft_min_side=64) == "truncated"
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+def test_draft_with_exif_quarter_turn_reports_the_upright_full_size():
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = decode_image(encode(smooth(1600, 600), "JPEG", exif=exif.tobytes()), draft_min_side=256)
+    assert (out.width, out.height) == (600, 1600)  # upright, full resolution
+    assert out.scale == 2 and out.image.size == (300, 800)  # pixels upright too
+
+
+def test_draft_min_side_is_checked_on_the_full_size():
+    data = encode(smooth(1600, 600), "JPEG")
+    assert reason_of(data, draft_min_side=64, min_side=601) == "too_small"
+    assert decode_image(data, draft_min_side=64, min_side=600).height == 600
+
+
+def test_draft_applies_to_jpeg_only_and_keeps_phash_close():
+    from filters.dedup import phash64
+    from filters.dedup.phash import hamming
+
+    png = decode_image(encode(smooth(1200, 900), "PNG"), draft_min_side=256)
+    assert png.scale == 1 and png.image.size == (1200, 900)
+    for seed in range(6):
+        data = encode(smooth(2000, 1500, seed), "JPEG", quality=90)
+        full, drafted = decode_image(data), decode_image(data, draft_min_side=256)
+        assert drafted.scale == 4
+        assert hamming(phash64(full.image), phash64(drafted.image)) <= 4

@@ -40,3 +40,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory):
+    """Options of a random tiny open_clip model saved as a local checkpoint (tests/test_clip.py)."""
+    from tests.test_clip import make_tiny_clip
+
+    return make_tiny_clip(tmp_path_factory.mktemp("tiny_clip"))

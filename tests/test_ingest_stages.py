@@ -181,3 +181,97 @@ def test_run_control_keys_keep_the_job_id(corpus, tmp_path):
     other = parse_spec(spec_dict(corpus, str(tmp_path / "ds"), sample_retries=5, retry_backoff_s=2.0))
     assert base.job_id == other.job_id
     assert parse_spec(spec_dict(corpus, str(tmp_path / "ds"), partition_size=4)).job_id != base.job_id
+
+
+def test_bad_scorer_steps_fail_at_spec_load(corpus, tiny_clip, tmp_path):
+    from schemas.config import ConfigError
+
+    ds = str(tmp_path / "ds")
+    with pytest.raises(ConfigError, match=r"spec.scorers\[0\].*unknown scorer"):
+        parse_spec(spec_dict(corpus, ds, scorers=[{"name": "nope"}]))
+    with pytest.raises(ConfigError, match=r"spec.scorers\[1\].*checkpoint"):
+        parse_spec(spec_dict(corpus, ds, scorers=[{"name": "clip", **tiny_clip}, {"name": "clip", "model": "ViT-B-32"}]))
+    with pytest.raises(ConfigError, match=r"spec.scorers\[0\]"):
+        parse_spec(spec_dict(corpus, ds, scorers=[{"name": "clip", "scorer": "clip", **tiny_clip}]))
+
+
+def test_scorers_run_as_a_stage_over_this_jobs_parts_only(corpus, tiny_clip, tmp_path, one_torch_thread):
+    from jobs.shard_job import ShardOptions, run_shard
+
+    root = str(tmp_path / "ds")
+    first = parse_spec(spec_dict(corpus, root, sources=[{"name": "photos", "type": "image_folder",
+                                                         "path": str(corpus.folder)}]))
+    run_ingest(first, mode="local")
+    steps = [{"name": "clip", **tiny_clip, "where": "passes_rules"}]
+    second = parse_spec(spec_dict(corpus, root, name="second", scorers=steps,
+                                  sources=[{"name": "captions", "type": "manifest", "path": str(corpus.manifest_jsonl)}]))
+    assert second.job_id == parse_spec({**second.to_dict(), "scorers": []}).job_id
+    summary = run_ingest(second, mode="local")
+    ds = Dataset(root)
+
+    scored = catalog.query(ds, "SELECT s.job_id, s.passes_rules, c.clip_error FROM score_clip c "
+                               "JOIN samples s USING (sample_id)").to_pylist()
+    wanted = catalog.query(ds, f"SELECT count(*) AS n FROM samples WHERE passes_rules AND job_id = '{second.job_id}'")
+    assert {r["job_id"] for r in scored} == {second.job_id} and all(r["passes_rules"] for r in scored)
+    assert len(scored) == wanted.to_pylist()[0]["n"] > 0
+    s = storage.read_json(ds.job_manifest(second.job_id))["summary"]
+    assert [st["name"] for st in s["stages"]] == ["list", "ingest", "score:clip", "dedup"]
+    (score,) = s["details"]["scores"]
+    assert score["scored"] == len(scored) and score["parts_skipped"] == 0
+    score_manifest = storage.read_json(ds.job_manifest(score["job_id"]))
+    assert score_manifest["summary"]["inputs"] == len(scored)
+    assert score_manifest["summary"]["rejected_by_reason"] == {
+        f"clip/{e}": sum(r["clip_error"] == e for r in scored) for e in {r["clip_error"] for r in scored} if e}
+    assert format_summary(score_manifest)[0].startswith(f"score job {score['job_id']} (succeeded): {len(scored)} inputs")
+
+    # The scores are usable by a shard selection right away ...
+    with_score = catalog.query(ds, "SELECT count(*) AS n FROM samples WHERE clip_score IS NOT NULL").to_pylist()[0]["n"]
+    out = str(tmp_path / "shards")
+    shard = run_shard(root, ShardOptions(out=out, where="clip_score IS NOT NULL"))
+    assert shard.packed + shard.oversized == with_score > 0
+    shard_manifest = storage.read_json(storage.join(out, "manifest.json"))
+    assert shard_manifest["summary"]["accepted"] == shard.packed and shard_manifest["summary"]["inputs"] == with_score
+    assert format_summary(shard_manifest)[0].startswith(f"shard job {shard.shard_set} (succeeded)")
+
+    # ... and a re-run of the job scores nothing again.
+    files = {f: os.stat(f).st_mtime_ns for f in ds.score_files("clip")}
+    again = run_ingest(second, mode="local")
+    (score,) = again.report["details"]["scores"]
+    assert score["parts_skipped"] == score["parts"] > 0
+    assert {f: os.stat(f).st_mtime_ns for f in ds.score_files("clip")} == files
+
+
+def test_retrying_fetch_timeouts_fetches_only_those_urls(tmp_path):
+    import asyncio
+    import json
+
+    from aiohttp import web
+
+    from pipeline.sources.fetch_testing import LoopbackServer
+    from tests.test_web_urls import IMAGES
+
+    class Slow:  # /slow/N times out until the server is told to answer
+        def __init__(self):
+            self.slow = True
+
+        async def __call__(self, request):
+            if request.path.startswith("/slow/") and self.slow:
+                await asyncio.sleep(1.0)
+            return web.Response(body=IMAGES[f"/img/{request.path.rsplit('/', 1)[1]}.jpg"], content_type="image/jpeg")
+
+    with LoopbackServer(Slow()) as srv:
+        paths = [f"/{'slow' if i % 3 == 0 else 'img'}/{i}" for i in range(8)]
+        urls = tmp_path / "urls.jsonl"
+        urls.write_text("\n".join(json.dumps({"url": srv.url(p), "caption": f"caption {p}"}) for p in paths))
+        spec = parse_spec({"name": "web", "dataset": str(tmp_path / "ds"), "partition_size": 4, "sources": [
+            {"name": "web", "type": "web_urls", "path": str(urls), "timeout_s": 0.3, "retries": 0}]})
+        first = run_ingest(spec, mode="local")
+        assert first.rejects_by_reason == {"fetch/timeout": 3} and first.samples == 5
+        hits = dict(srv.hits)
+        srv.handler.slow = False
+        again = run_ingest(spec, mode="local", retry_rejects=["fetch/timeout"])
+        fetched = {p: srv.hits[p] - hits.get(p, 0) for p in paths}
+        assert fetched == {p: int(p.startswith("/slow/")) for p in paths}  # nothing else fetched again
+        assert again.samples == 8 and again.rejects == 0 and again.retry_passes == 2
+        samples, rejects = rows(Dataset(spec.dataset))
+        assert set(samples) == {srv.url(p) for p in paths} and not rejects

@@ -103,7 +103,19 @@ class WebUrlsSource:
             return "caption is not text"
         return row
 
-    def read(self, partition: Partition) -> Iterator[RawInput]:
+    def _ref(self, i: int, parsed: dict | str, first: dict[str, int]) -> str:
+        """Row ``i``'s input ref: its URL, or PATH#ROW for a malformed or repeated row."""
+        if isinstance(parsed, dict):
+            url = parsed[self.config.url_column].strip()
+            if first[url] == i:
+                return url
+        return f"{self.config.path}#{i}"
+
+    def read_refs(self, partition: Partition, refs: frozenset[str]) -> Iterator[RawInput]:
+        """Only the inputs with these refs (a retry pass over rejects): nothing else is fetched."""
+        return self.read(partition, only=refs)
+
+    def read(self, partition: Partition, only: frozenset[str] | None = None) -> Iterator[RawInput]:
         start, stop = partition.args
         all_rows = self._manifest._rows()
         first = self._first_rows(all_rows)
@@ -111,6 +123,8 @@ class WebUrlsSource:
         to_fetch: list[tuple[str, dict]] = []
         for i in range(start, stop):
             parsed = self._parse(all_rows[i])
+            if only is not None and self._ref(i, parsed, first) not in only:
+                continue
             if isinstance(parsed, str):
                 if parsed != "empty line":  # a trailing newline is not a row
                     yield RawInput(f"{self.config.path}#{i}", self.name, failure=("read", "malformed_row", parsed))

@@ -20,7 +20,6 @@ Pipeline for a batch of texts (all numpy over the whole batch, no per-shingle Py
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,9 +70,9 @@ class MinHasher:
         callers skip empty documents).
         """
         n = len(offsets) - 1
-        sig = np.full((n, self.num_perm), 0xFFFFFFFF, dtype=np.uint64)
+        sig = np.full((n, self.num_perm), 0xFFFFFFFF, dtype=np.uint32)  # hashes are < 2^32 after the shift
         if len(values) == 0:
-            return sig.astype(np.uint32)
+            return sig
         x = (values >> np.uint64(32)) ^ (values & _MASK32)  # 32-bit fingerprint
         doc_of = np.repeat(np.arange(n), np.diff(offsets))
         rows = max(1, self.chunk_elems // self.num_perm)
@@ -88,8 +87,38 @@ class MinHasher:
             d = doc_of[s : s + rows]
             seg = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])
             docs = d[seg]
-            sig[docs] = np.minimum(sig[docs], np.minimum.reduceat(h, seg, axis=0))
-        return sig.astype(np.uint32)
+            sig[docs] = np.minimum(sig[docs], np.minimum.reduceat(h, seg, axis=0).astype(np.uint32))
+        return sig
+
+
+_SIGNATURE_BLOCK = 1 << 16  # groups signed at a time
+
+
+def _identical_sets(uvals: np.ndarray, uoff: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group id per document (-1: empty set) and each group's first document.
+
+    Two order-independent 64-bit fingerprints of each sorted set (sum and xor of two
+    different mixes of its hashes) plus its size identify it: 128 bits, like the
+    blake2b digest per set this replaces, without a Python object per document.
+    """
+    n = len(uoff) - 1
+    sizes = np.diff(uoff)
+    docs = np.flatnonzero(sizes > 0)
+    group = np.full(n, -1, dtype=np.int64)
+    if len(docs) == 0:
+        return group, np.empty(0, dtype=np.int64)
+    starts = uoff[docs]
+    h1 = np.add.reduceat(_splitmix64(uvals), starts)
+    h2 = np.bitwise_xor.reduceat(_splitmix64(uvals ^ np.uint64(0x5851F42D4C957F2D)), starts)
+    order = np.lexsort((docs, sizes[docs], h2, h1))  # equal sets adjacent, first document first
+    k1, k2, k3 = h1[order], h2[order], sizes[docs][order]
+    new = np.r_[True, (k1[1:] != k1[:-1]) | (k2[1:] != k2[:-1]) | (k3[1:] != k3[:-1])]
+    run = np.cumsum(new) - 1  # run id in sorted order
+    first_doc = docs[order][new]  # each run's first document
+    rank = np.empty(len(first_doc), dtype=np.int64)
+    rank[np.argsort(first_doc, kind="stable")] = np.arange(len(first_doc))  # ids by first appearance
+    group[docs[order]] = rank[run]
+    return group, np.sort(first_doc)
 
 
 def lsh_params(num_perm: int, threshold: float) -> tuple[int, int]:
@@ -144,31 +173,36 @@ def near_duplicate_text_pairs(
     if n < 2:
         return np.empty((0, 2), dtype=np.int64)
 
-    # Exact shingle sets, and identical sets collapsed into groups.
+    # Exact shingle sets, and identical sets collapsed into groups (group ids in order of
+    # first appearance; each group is represented by its first document's set).
     uvals, uoff = unique_sets(values, off)
-    sets: list[np.ndarray] = []
-    group = np.full(n, -1, dtype=np.int64)
-    seen: dict[bytes, int] = {}
-    for i in np.flatnonzero(np.diff(uoff) > 0):  # empty texts: no signal
-        u = uvals[uoff[i] : uoff[i + 1]]
-        g = seen.setdefault(hashlib.blake2b(u.tobytes(), digest_size=16).digest(), len(sets))
-        if g == len(sets):
-            sets.append(u)
-        group[i] = g
-    n_groups = len(sets)
+    del values
+    group, heads = _identical_sets(uvals, uoff)
+    n_groups = len(heads)
     gpairs = np.empty((0, 2), dtype=np.int64)
     if n_groups >= 2 and threshold < 1.0:
-        lens = np.fromiter((len(u) for u in sets), dtype=np.int64, count=n_groups)
+        lens = (uoff[heads + 1] - uoff[heads]).astype(np.int64)
         goff = np.r_[0, np.cumsum(lens)]
-        sig = hasher.signatures_from_hashes(np.concatenate(sets), goff)
+        # The head documents' sets, concatenated: one gather, no per-set Python objects.
+        gvals = uvals[np.repeat(uoff[heads] - goff[:-1], lens) + np.arange(int(goff[-1]))]
         bands, rows = lsh_params(num_perm, cand_t)
-        found = [pairs_with_equal_keys(k) for k in _band_keys(sig, bands, rows)]
+        # Signatures a block of groups at a time, kept only as band keys: (bands x groups)
+        # uint64 instead of the (groups x num_perm) signature matrix (1M x 128 x 4 bytes).
+        keys = np.empty((bands, n_groups), dtype=np.uint64)
+        for s in range(0, n_groups, _SIGNATURE_BLOCK):
+            e = min(s + _SIGNATURE_BLOCK, n_groups)
+            sig = hasher.signatures_from_hashes(gvals[goff[s] : goff[e]], goff[s : e + 1] - goff[s])
+            keys[:, s:e] = np.stack(_band_keys(sig, bands, rows))
+        found = [pairs_with_equal_keys(k) for k in keys]
+        del keys
         cand = unique_pairs(np.concatenate(found))
         # Jaccard <= min/max of the sizes: skip pairs that cannot reach the threshold.
         la, lb = lens[cand[:, 0]], lens[cand[:, 1]]
         cand = cand[np.minimum(la, lb) >= threshold * np.maximum(la, lb)]
         ok = np.fromiter(
-            (jaccard(sets[i], sets[j]) >= threshold for i, j in cand), dtype=bool, count=len(cand)
+            (jaccard(gvals[goff[i] : goff[i + 1]], gvals[goff[j] : goff[j + 1]]) >= threshold
+             for i, j in cand.tolist()),
+            dtype=bool, count=len(cand),
         )
         gpairs = cand[ok]
     valid = group >= 0

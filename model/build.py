@@ -84,6 +84,12 @@ def build_model(cfg: ModelConfig, tokenizer, tiling: TilingConfig, seed: int = 0
     _fit_tokenizer(model, tokenizer)
     check_tiling(model.config, tiling)
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # Non-reentrant: frozen towers (no input needing grad) still pass gradients through, and
+        # DDP/FSDP2 hooks stay outside the recomputed forward.
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        # transformers also hooks every sub-model's input embeddings to require grad (needed only by
+        # reentrant checkpointing). On the ViT's patch embeddings that made a frozen tower recompute
+        # and back-propagate through all its layers every step (stage 1: projector only).
+        model.disable_input_require_grads()
     model.config.use_cache = False
     return model

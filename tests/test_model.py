@@ -140,3 +140,111 @@ def test_model_and_tiling_must_agree(tiny):
         build_model(ModelConfig(preset="tiny"), tok, TilingConfig(tile_size=112, patch_size=14))
     with pytest.raises(ValueError, match="exactly one"):
         ModelConfig(preset="tiny", pretrained="/x")
+
+
+VARLEN_REFERENCE = "tessera_varlen_reference"
+VARLEN_CALLS: list = []
+
+
+def varlen_reference_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None,
+                               is_causal=None, **kwargs):
+    """On CPU, what ``flash_attn_varlen_func`` computes from the kwargs transformers hands it.
+
+    Query/key/value are [1, heads, L, d]. With ``cu_seq_lens_q`` (the LLM), causal attention
+    inside each segment [cu[i], cu[i+1]); without (the vision tower), plain attention per tile.
+    """
+    n_rep = query.shape[1] // key.shape[1]
+    key, value = key.repeat_interleave(n_rep, 1), value.repeat_interleave(n_rep, 1)
+    attend = lambda q, k, v, causal: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal,
+                                                                                      scale=scaling)
+    cu = kwargs.get("cu_seq_lens_q")
+    if cu is None:
+        VARLEN_CALLS.append(None)
+        out = attend(query, key, value, bool(module.is_causal if is_causal is None else is_causal))
+    else:
+        # transformers' _flash_attention_forward unpads with a mask when one is given and then
+        # ignores cu_seq_lens: the packed path only isolates sub-samples if no mask reaches it.
+        assert attention_mask is None
+        VARLEN_CALLS.append({k: kwargs[k] for k in ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")})
+        b = cu.tolist()
+        out = torch.cat([attend(query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], True)
+                         for s, e in zip(b, b[1:])], dim=2)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def test_flash_varlen_kwargs_are_the_sub_sample_boundaries_and_isolate_them(train_data, tiny):
+    import copy
+    import itertools
+
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, flash_attention_mask
+    from transformers.modeling_flash_attention_utils import prepare_fa_kwargs_from_position_ids
+
+    tok, model = tiny
+    raw = max(packs(train_data["shards"], 8), key=lambda p: p["json"].count(b"sample_id"))
+    packed = collate_packed(decode_pack(raw, tok, TINY, None, None))
+    assert len(packed.seq_lens) >= 3
+    kw = attention_inputs(packed, "flash_attention_2", torch.bfloat16)
+    assert "attention_mask" not in kw  # a mask would send flash attention down its padding path
+    assert kw["cu_seq_lens_q"].dtype == torch.int32 and kw["cu_seq_lens_q"] is kw["cu_seq_lens_k"]
+    assert kw["cu_seq_lens_q"].tolist() == [0, *itertools.accumulate(packed.seq_lens)]
+    assert kw["max_length_q"] == kw["max_length_k"] == max(packed.seq_lens) and isinstance(kw["max_length_q"], int)
+    # transformers derives the same boundaries from the restarting position ids.
+    (cu_q, _), (longest, _) = prepare_fa_kwargs_from_position_ids(kw["position_ids"])
+    assert torch.equal(cu_q, kw["cu_seq_lens_q"]) and int(longest) == kw["max_length_q"]
+
+    # Through the real model, with the kernel swapped for its CPU reference: the kwargs reach
+    # every LLM attention layer (and no vision layer) and give the block-mask loss.
+    AttentionInterface.register(VARLEN_REFERENCE, varlen_reference_attention)
+    AttentionMaskInterface.register(VARLEN_REFERENCE, flash_attention_mask)
+    varlen = copy.deepcopy(model)
+    varlen.set_attn_implementation(VARLEN_REFERENCE)
+    VARLEN_CALLS.clear()
+    with torch.no_grad():
+        got = weighted_loss_sum(varlen, packed, "flash_attention_2") / packed.weights.sum()
+        want = weighted_loss_sum(model, packed, "sdpa") / packed.weights.sum()
+    assert abs(got - want) / want < 1e-5
+    llm = [c for c in VARLEN_CALLS if c is not None]
+    assert len(llm) == model.config.text_config.num_hidden_layers
+    assert VARLEN_CALLS.count(None) == model.config.vision_config.num_hidden_layers
+    assert all(torch.equal(c["cu_seq_lens_q"], kw["cu_seq_lens_q"]) and c["max_length_q"] == kw["max_length_q"]
+               for c in llm)
+
+
+def counted(forward, calls: dict, key: str):
+    def wrapper(*args, **kwargs):
+        calls[key] += 1
+        return forward(*args, **kwargs)
+    return wrapper
+
+
+@pytest.mark.parametrize("train", [["vision", "projector", "llm"], ["projector"]])
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(train_data, train):
+    from model.freeze import apply_freezing
+
+    tok = load_tokenizer(train_data["tokenizer"])
+    packed = collate_packed(decode_pack(packs(train_data["shards"], 1)[0], tok, TINY, None, None))
+    runs = []
+    for checkpointing in (False, True):
+        model = build_model(ModelConfig(preset="tiny", gradient_checkpointing=checkpointing), tok, TINY, seed=0)
+        apply_freezing(model, train, 0)
+        model.train()
+        # Count calls of a module inside the first layer of each tower: transformers checkpoints the
+        # layer's forward, which the backward pass runs again. (Forward hooks do not fire during
+        # torch's recompute, so the forward itself is wrapped.)
+        calls = {"llm": 0, "vision": 0}
+        for tower, mlp in (("llm", model.model.language_model.layers[0].mlp),
+                           ("vision", model.model.vision_tower.encoder.layer[0].mlp)):
+            mlp.forward = counted(mlp.forward, calls, tower)
+        loss = weighted_loss_sum(model, packed) / packed.weights.sum()
+        loss.backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        runs.append((loss.detach(), grads, calls))
+    (loss_a, grads_a, calls_a), (loss_b, grads_b, calls_b) = runs
+    assert calls_a == {"llm": 1, "vision": 1}
+    assert calls_b["llm"] == 2  # recomputed in the backward pass: checkpointing is really on
+    assert calls_b["vision"] == (2 if "vision" in train else 1)  # a frozen tower needs no recompute
+    assert torch.allclose(loss_a, loss_b, rtol=1e-6, atol=0)
+    assert grads_a.keys() == grads_b.keys() and grads_a
+    for name in grads_a:
+        assert torch.allclose(grads_a[name], grads_b[name], rtol=1e-5, atol=1e-7), name

@@ -13,7 +13,6 @@ or a new ingest job re-scores exactly what changed.
 from __future__ import annotations
 
 import hashlib
-import pickle
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -121,47 +120,29 @@ class ScoreWorker:
         return result
 
 
-class _RayAdapter:
-    def __init__(self, worker_kwargs: dict):
-        self.worker = ScoreWorker(**worker_kwargs)
-
-    def __call__(self, batch: dict) -> dict:
-        return {"result": [pickle.dumps(self.worker(pickle.loads(t))) for t in batch["task"]]}
-
-
 def run_tasks(worker_kwargs: dict, tasks: list[ScoreTask], *, mode: str = "ray", address: str | None = None,
-              workers: int = 0, num_gpus: float | None = None, cpus_per_worker: float = 1.0) -> Iterator[dict]:
-    """Yield each task's result in completion order (Ray Data actor pool, or in-process)."""
+              workers: int = 0, num_gpus: float | None = None, cpus_per_worker: float = 1.0,
+              task_timeout_s: float | None = None) -> Iterator[dict]:
+    """Yield each task's result in completion order (Ray Data actor pool, or in-process).
+
+    A task whose actor dies or that overruns ``task_timeout_s`` is redone (a task only
+    rewrites its own score part and marker); one that fails every attempt fails the job.
+    """
     if not tasks:
         return
-    if mode == "local":
-        worker = ScoreWorker(**worker_kwargs)
-        for t in tasks:
-            yield worker(t)
-        return
-    if mode != "ray":
-        raise ValueError(f"mode must be 'ray' or 'local', not {mode!r}")
-    import ray
-    import ray.data
+    from pipeline.executor import ensure_ray, map_partitions
 
-    from pipeline.executor import ensure_ray
+    if mode == "ray" and num_gpus is None:  # one GPU per actor when the cluster has GPUs and the scorer uses them
+        import ray
 
-    ensure_ray(address)
-    resources = ray.cluster_resources()
-    if num_gpus is None:  # one GPU per actor when the cluster has GPUs and the scorer uses them
+        ensure_ray(address)
         wants = getattr(build_scorer(worker_kwargs["scorer"], worker_kwargs["options"]), "num_gpus", 0.0)
-        num_gpus = wants if resources.get("GPU", 0) > 0 else 0.0
-    if num_gpus:
-        size = workers or max(1, int(resources.get("GPU", 0) / num_gpus))
-    else:
-        size = workers or max(1, int(resources.get("CPU", 1) / cpus_per_worker))
-    ds = ray.data.from_items([{"task": pickle.dumps(t)} for t in tasks], override_num_blocks=len(tasks))
-    ds = ds.map_batches(
-        _RayAdapter, fn_constructor_kwargs={"worker_kwargs": worker_kwargs}, batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=min(size, len(tasks))), num_cpus=cpus_per_worker, num_gpus=num_gpus,
+        num_gpus = wants if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    yield from map_partitions(
+        ScoreWorker, worker_kwargs, tasks, mode=mode, address=address, workers=workers, desc="score",
+        num_cpus=cpus_per_worker, num_gpus=num_gpus or 0.0, partition_timeout_s=task_timeout_s,
+        progress=False,  # the score job draws its own bar
     )
-    for row in ds.iter_rows():
-        yield pickle.loads(row["result"])
 
 
 def plan_tasks(ds: Dataset, where: str) -> list[ScoreTask]:

@@ -12,7 +12,7 @@ import pyarrow as pa
 from schemas.version import with_version
 
 # Stages that may reject an input.
-STAGES = ("read", "decode", "normalize", "filter", "fetch", "render", "ocr")
+STAGES = ("read", "decode", "normalize", "filter", "fetch", "render", "ocr", "partition")
 
 
 @dataclass

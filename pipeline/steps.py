@@ -15,7 +15,7 @@ from typing import Protocol
 from filters.dedup import normalize_text, phash64
 from filters.rules import RuleConfig, flags, measure
 from model.chat_template import caption_conversation, encode_conversation, image_token_count
-from model.tokenizer import load_tokenizer
+from model.tokenizer import load_counting_tokenizer
 from pipeline import storage
 from pipeline.dataset import Dataset
 from pipeline.image_io import DecodedImage, ImageDecodeError, decode_image
@@ -113,7 +113,7 @@ class BuildSample:
     name = "sample"
 
     def __init__(self, tokenizer_dir: str, tiling: TilingConfig):
-        self.tokenizer = load_tokenizer(tokenizer_dir)
+        self.tokenizer = load_counting_tokenizer(tokenizer_dir)  # no transformers import per worker
         self.tiling = tiling
 
     def __call__(self, draft: Draft) -> Draft:

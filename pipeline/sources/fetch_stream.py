@@ -2,9 +2,14 @@
 
 A source's ``read`` is a synchronous generator: the ingest worker decodes, hashes
 and tiles each input between two ``next`` calls. If fetching happened in those
-gaps the CPU would idle on the network and the network on the CPU. So the asyncio
-loop runs in a background thread and fetches ahead while the worker computes;
-results cross over through a queue in completion order.
+gaps the CPU would idle on the network and the network on the CPU. So fetching
+runs on an asyncio loop in a background thread and runs ahead while the worker
+computes; results cross over through a queue in completion order.
+
+The loop, its thread and the HTTP sessions live as long as the worker process (one
+``_FetchLoop`` per process, one ``Fetcher`` per distinct ``FetchOptions``): a Ray
+worker reads many partitions, and starting a thread, a loop and a session with an
+empty connection pool for each one left the CPU idle at every partition start.
 
 Memory stays bounded: at most ``window`` items are in flight or waiting to be
 consumed (a slot frees only when the consumer takes a result), so a slow consumer
@@ -13,6 +18,8 @@ throttles fetching instead of piling up bodies.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import os
 import queue
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -31,6 +38,51 @@ class _Error:
         self.exc = exc
 
 
+class _FetchLoop:
+    """An event loop in a daemon thread, with the process's open ``Fetcher`` sessions."""
+
+    def __init__(self):
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self.fetchers: dict[str, Fetcher] = {}
+        self.thread = threading.Thread(target=self.loop.run_forever, name="tessera-fetch", daemon=True)
+        self.thread.start()
+
+    async def fetcher(self, options: FetchOptions) -> Fetcher:
+        key = repr(options)  # dataclass repr: every option, so equal options share a session
+        if key not in self.fetchers:
+            self.fetchers[key] = await Fetcher(options).__aenter__()
+        return self.fetchers[key]
+
+    def close(self) -> None:
+        async def close_all() -> None:
+            for fetcher in self.fetchers.values():
+                await fetcher.__aexit__(None, None, None)
+            self.fetchers.clear()
+
+        if self.loop.is_running():
+            try:
+                asyncio.run_coroutine_threadsafe(close_all(), self.loop).result(timeout=5)
+            except Exception:  # noqa: BLE001 - exiting anyway
+                pass
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=5)
+
+
+_lock = threading.Lock()
+_current: _FetchLoop | None = None
+
+
+def _fetch_loop() -> _FetchLoop:
+    global _current
+    with _lock:
+        # A forked child inherits the object but not the thread: start its own.
+        if _current is None or _current.pid != os.getpid() or not _current.thread.is_alive():
+            _current = _FetchLoop()
+            atexit.register(_current.close)
+        return _current
+
+
 def fetch_stream(
     items: list[T],
     handler: Callable[[Fetcher, T], Awaitable[R]],
@@ -45,9 +97,10 @@ def fetch_stream(
     if not items:
         return
     window = window or 2 * options.concurrency  # in flight + ready for the CPU
+    service = _fetch_loop()
     results: queue.Queue = queue.Queue()
-    started = threading.Event()
-    state: dict[str, Any] = {"closed": False}
+    state: dict[str, Any] = {"closed": False, "tasks": set()}
+    slots = asyncio.Semaphore(window)  # bound to the service loop at first use (in it)
 
     async def one(fetcher: Fetcher, item: T) -> None:
         try:
@@ -58,38 +111,29 @@ def fetch_stream(
             results.put(_Error(exc))
 
     async def main() -> None:
-        slots = asyncio.Semaphore(window)
-        state["loop"], state["slots"] = asyncio.get_running_loop(), slots
-        started.set()
-        tasks: set[asyncio.Task] = set()
-        async with Fetcher(options) as fetcher:
-            state["tasks"] = tasks
-            try:
-                for item in items:
-                    await slots.acquire()
-                    if state["closed"]:
-                        break
-                    task = asyncio.create_task(one(fetcher, item))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-                if tasks:
-                    await asyncio.gather(*list(tasks), return_exceptions=True)
-            finally:
-                for task in list(tasks):
-                    task.cancel()
-
-    def run() -> None:
+        fetcher = await service.fetcher(options)
+        tasks: set[asyncio.Task] = state["tasks"]
         try:
-            asyncio.run(main())
-        except BaseException as exc:  # noqa: BLE001
-            results.put(_Error(exc))
+            for item in items:
+                await slots.acquire()
+                if state["closed"]:
+                    break
+                task = asyncio.create_task(one(fetcher, item))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if tasks:
+                await asyncio.gather(*list(tasks), return_exceptions=True)
         finally:
-            started.set()
-            results.put(_DONE)
+            for task in list(tasks):
+                task.cancel()
 
-    thread = threading.Thread(target=run, name="tessera-fetch", daemon=True)
-    thread.start()
-    started.wait()
+    def finished(future) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            results.put(_Error(future.exception()))
+        results.put(_DONE)
+
+    future = asyncio.run_coroutine_threadsafe(main(), service.loop)
+    future.add_done_callback(finished)
     try:
         while True:
             got = results.get()
@@ -97,27 +141,25 @@ def fetch_stream(
                 return
             if isinstance(got, _Error):
                 raise got.exc
-            loop = state.get("loop")
-            if loop is not None and not loop.is_closed():
-                loop.call_soon_threadsafe(state["slots"].release)
+            service.loop.call_soon_threadsafe(slots.release)
             yield got
     finally:
-        _shutdown(state, thread)
+        _shutdown(state, slots, service, future)
 
 
-def _shutdown(state: dict, thread: threading.Thread) -> None:
-    """Stop fetching (the consumer stopped early or failed) and wait for the thread."""
+def _shutdown(state: dict, slots: asyncio.Semaphore, service: _FetchLoop, future) -> None:
+    """Stop this stream's fetching (the consumer stopped early or failed) and wait for it."""
     state["closed"] = True
-    loop = state.get("loop")
-    if loop is not None and thread.is_alive():
+    if future.done():
+        return
 
-        def cancel() -> None:
-            for task in list(state.get("tasks", ())):
-                task.cancel()
-            state["slots"].release()  # wake the producer so it sees "closed"
+    def cancel() -> None:
+        for task in list(state["tasks"]):
+            task.cancel()
+        slots.release()  # wake the producer so it sees "closed"
 
-        try:
-            loop.call_soon_threadsafe(cancel)
-        except RuntimeError:  # the loop already finished
-            pass
-    thread.join(timeout=30)
+    service.loop.call_soon_threadsafe(cancel)
+    try:
+        future.result(timeout=30)
+    except Exception:  # noqa: BLE001 - already reported to the consumer, or cancelled
+        pass

@@ -19,7 +19,7 @@ reject of stage ``fetch`` with the reason from ``fetch.py``; a URL some earlier 
 of the dataset failed on is not fetched again (reason ``known_dead``) unless
 ``retry_dead``. A URL repeated in the list is fetched once: later rows are rejects
 ``read/duplicate_url`` (two rows would otherwise be one sample id). Fetching runs
-ahead of the decode in a background thread (``fetch_stream``).
+ahead of the decode on one background fetch loop per worker process (``fetch_stream``).
 """
 from __future__ import annotations
 

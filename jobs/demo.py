@@ -1,9 +1,12 @@
 """``tessera demo``: the whole data path on a small offline corpus, in a few minutes.
 
 Builds a corpus (real photos shipped in scikit-image, generated images, good and bad
-captions, planted duplicates, corrupt files), trains a small BPE tokenizer on its
-text, ingests it on an embedded Ray, prints a DuckDB summary, then shards it twice
-with two filters and prints what each kept and how full the packed sequences are.
+captions, planted duplicates, corrupt files) plus a few inputs of every other source
+type (``pipeline/render/demo_sources.py``: OCR, charts, HTML documents, interleaved
+documents, video, and web URLs on a loopback HTTP server), trains a small BPE tokenizer
+on the corpus text, ingests everything into one dataset on an embedded Ray, prints a
+DuckDB summary per source, then shards it twice with two filters and prints what each
+kept and how full the packed sequences are.
 """
 from __future__ import annotations
 
@@ -17,9 +20,11 @@ from jobs.spec import parse_spec
 from model.tokenizer import build_tokenizer
 from pipeline import catalog
 from pipeline.dataset import Dataset
+from pipeline.render.demo_sources import demo_sources, serve_folder, web_folder
 
 # Enough samples that the packer fills >= 98% of the sequences (a few hundred; see docs/benchmarks.md).
 DEMO_IMAGES = 400
+SAMPLES_PER_NEW_SOURCE = 4  # rendering and OCR cost ~0.1-1 s a sample on 2 cores
 LENIENT = "NOT is_duplicate"
 STRICT = "caption_words >= 5 AND passes_rules AND NOT is_duplicate AND min_side >= 64"
 
@@ -61,10 +66,16 @@ def demo_spec(out: str, corpus) -> dict:
 
 
 SUMMARY_SQL = """
-SELECT source, count(*) AS samples, sum(CASE WHEN is_duplicate THEN 1 ELSE 0 END) AS duplicates,
-       sum(CASE WHEN passes_rules THEN 0 ELSE 1 END) AS flagged, round(avg(n_tiles), 2) AS avg_tiles,
-       round(avg(total_tokens), 1) AS avg_tokens
-FROM samples GROUP BY source ORDER BY source"""
+WITH s AS (
+  SELECT source, string_agg(DISTINCT kind, ',') AS kind, count(*) AS samples,
+         sum(CASE WHEN is_duplicate THEN 1 ELSE 0 END) AS duplicates,
+         sum(CASE WHEN passes_rules THEN 0 ELSE 1 END) AS flagged, round(avg(n_tiles), 2) AS avg_tiles,
+         round(avg(total_tokens), 1) AS avg_tokens
+  FROM samples GROUP BY source),
+r AS (SELECT source, count(*) AS rejects FROM rejects GROUP BY source)
+SELECT coalesce(s.source, r.source) AS source, s.kind, coalesce(s.samples, 0) AS samples,
+       coalesce(r.rejects, 0) AS rejects, s.duplicates, s.flagged, s.avg_tiles, s.avg_tokens
+FROM s FULL OUTER JOIN r ON s.source = r.source ORDER BY source"""
 REJECTS_SQL = "SELECT stage, reason, count(*) AS n FROM rejects GROUP BY stage, reason ORDER BY n DESC, reason"
 FLAGS_SQL = "SELECT unnest(rule_flags) AS flag, count(*) AS n FROM samples GROUP BY flag ORDER BY n DESC, flag"
 
@@ -76,14 +87,23 @@ def run_demo(out: str, mode: str = "ray", address: str | None = None) -> int:
     tok_dir = os.path.join(out, "tokenizer")
     if not os.path.exists(os.path.join(tok_dir, "tokenizer_config.json")):
         build_tokenizer(tok_dir, texts=corpus_texts(str(corpus.root)), vocab_size=2000)
-    spec = parse_spec(demo_spec(out, corpus))
-
-    print("== ingesting (tessera ingest) on", "an embedded Ray" if mode == "ray" and not address else mode)
-    summary = run_ingest(spec, mode=mode, address=address)
+    raw = demo_spec(out, corpus)
+    sources_root = os.path.join(out, "sources")
+    print(f"== writing a few inputs of every other source type in {sources_root}")
+    server = serve_folder(web_folder(sources_root))  # web_urls fetches from it: loopback only
+    try:
+        raw["sources"] += demo_sources(sources_root, count=SAMPLES_PER_NEW_SOURCE,
+                                       url_base=server.url("").rstrip("/"))
+        spec = parse_spec(raw)
+        print("== ingesting (tessera ingest) on", "an embedded Ray" if mode == "ray" and not address else mode)
+        summary = run_ingest(spec, mode=mode, address=address)
+    finally:
+        server.stop()
     print("\n".join(summary.lines()))
 
     ds = Dataset(spec.dataset)
-    for title, sql in (("samples per source", SUMMARY_SQL), ("rejects", REJECTS_SQL), ("rule flags", FLAGS_SQL)):
+    queries = (("samples and rejects per source", SUMMARY_SQL), ("rejects", REJECTS_SQL), ("rule flags", FLAGS_SQL))
+    for title, sql in queries:
         print(f"\n== tessera query: {title}")
         print(format_table(catalog.query(ds, sql)))
 

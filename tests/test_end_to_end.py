@@ -1,4 +1,9 @@
-"""End to end on a real Ray local cluster: ingest, query, shard, re-shard, read back with webdataset."""
+"""End to end on a real Ray local cluster: ingest, query, shard, re-shard, read back with webdataset.
+
+The demo corpus covers the image-text layouts; every other source type (OCR, charts, HTML
+documents, interleaved, video, web URLs on a loopback server) joins with a couple of
+inputs each, ingested on the same Ray into its own dataset and sharded too.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -111,11 +116,13 @@ def check_shard_set(ds, out: str, where: str, max_tokens: int, max_tiles: int):
             pos = sub["token_end"]
             seen.append(sub["sample_id"])
             media = expected[sub["sample_id"]]["media"]
+            assert len(sub["images"]) == len(media)
+            per_image = TilingConfig().for_n_images(max(1, len(media)))  # multi-image samples split the budget
             for img, ref in zip(sub["images"], media):
                 data = pack[img["member"]]
                 assert hashlib.sha256(data).hexdigest() == ref["sha256"]  # intact original bytes
                 decoded = decode_image(data)
-                assert img["n_tiles"] == count_tiles(decoded.width, decoded.height, TilingConfig())
+                assert img["n_tiles"] == count_tiles(decoded.width, decoded.height, per_image)
     oversized = json.load(open(os.path.join(out, "manifest.json")))["oversized_sample_ids"]
     assert sorted(seen + oversized) == sorted(expected)  # exactly the selection, each once
     return seen
@@ -189,3 +196,56 @@ def test_second_job_is_deduped_against_the_first(ingested, corpus):
                      "JOIN samples r ON r.sample_id = s.dup_cluster WHERE s.source = 'web-again'")
     assert len(again) == summary.samples
     assert all(r["is_duplicate"] and r["rep_job"] == first_job for r in again)
+
+
+# ---- every other source type ------------------------------------------------------------------
+NEW_SOURCE_KINDS = {"synthetic_ocr": {"ocr"}, "ocr_images": {"ocr"}, "charts": {"document"},
+                    "html_documents": {"document"}, "interleaved": {"interleaved"}, "video": {"video"},
+                    "web_urls": {"image_text"}}
+
+
+@pytest.fixture(scope="module")
+def new_sources(ingested, tmp_path_factory):
+    from pipeline.render.demo_sources import demo_sources, serve_folder, web_folder
+
+    spec, _, _ = ingested
+    root = str(tmp_path_factory.mktemp("new-sources"))
+    server = serve_folder(web_folder(root))
+    try:
+        entries = demo_sources(root, count=2, url_base=server.url("").rstrip("/"), hanging_page=False)
+        new = parse_spec({"name": "new-sources", "dataset": os.path.join(root, "dataset"),
+                          "tokenizer": spec.tokenizer, "partition_size": 8, "sources": entries})
+        summary = run_ingest(new, mode="ray")
+    finally:
+        server.stop()
+    return new, summary, Dataset(new.dataset)
+
+
+def test_every_source_type_writes_catalog_rows_and_rejects_with_reasons(new_sources):
+    spec, summary, ds = new_sources
+    types = {s.name: s.type for s in spec.sources}
+    assert set(types.values()) >= set(NEW_SOURCE_KINDS) - {"html_documents"}  # docs need chromium
+    kinds = {}
+    for r in rows(ds, "SELECT source, kind FROM samples"):
+        kinds.setdefault(types[r["source"]], set()).add(r["kind"])
+    assert kinds == {t: NEW_SOURCE_KINDS[t] for t in types.values()}  # every type has samples
+    rejects = {(types[r["source"]], r["stage"], r["reason"]) for r in rows(ds, "SELECT * FROM rejects")}
+    assert {("video", "decode", "not_a_video"), ("web_urls", "fetch", "http_404")} <= rejects
+    assert summary.inputs == summary.samples + summary.rejects == len(rows(ds, "SELECT 1 FROM samples")) + len(
+        rows(ds, "SELECT 1 FROM rejects"))
+    dropped = rows(ds, "SELECT extra FROM samples WHERE kind = 'interleaved' AND extra LIKE '%lost.jpg%'")
+    assert len(dropped) == 1  # the document kept its text and its one existing picture
+    for r in rows(ds, "SELECT media FROM samples WHERE kind = 'video'"):
+        times = [m["timestamp_s"] for m in r["media"]]
+        assert len(times) >= 2 and times == sorted(times)
+
+
+def test_every_source_type_reaches_the_shards(new_sources, tmp_path):
+    spec, _, ds = new_sources
+    types = {s.name: s.type for s in spec.sources}
+    out = str(tmp_path / "shards")
+    result = run_shard(spec.dataset, ShardOptions(out=out, where=LENIENT, max_tokens=16384, max_tiles=48))
+    seen = check_shard_set(ds, out, LENIENT, 16384, 48)  # intact bytes, tile counts, each sample once
+    source_of = {r["sample_id"]: types[r["source"]] for r in rows(ds, "SELECT sample_id, source FROM samples")}
+    assert {source_of[s] for s in seen} == set(types.values())
+    assert result.packed == len(seen)

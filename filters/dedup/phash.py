@@ -5,13 +5,16 @@ survives re-encoding, resizing and mild colour changes, and two copies of one ph
 land a few bits apart while unrelated photos differ in about half of the 64 bits.
 
 Finding all pairs within Hamming distance ``d`` uses the pigeonhole principle: split
-the 64 bits into ``d + 1`` bands; two hashes that differ in at most ``d`` bits agree
-exactly on at least one band. Exact band matches (a sort per band) give the candidate
-pairs and a popcount of the XOR verifies them, so the cost is
-O(n log n + candidates) instead of O(n^2) comparisons.
+the 64 bits into ``d + t`` blocks; two hashes that differ in at most ``d`` bits agree
+exactly on at least ``t`` blocks. Exact matches on each choice of ``t`` blocks (a sort
+per choice) give the candidate pairs and a popcount of the XOR verifies them, so the
+cost is O(n log n + candidates) instead of O(n^2) comparisons; ``t`` grows with n so
+that the keys stay wide enough for candidates to remain few (``_key_masks``).
 """
 from __future__ import annotations
 
+import itertools
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -79,6 +82,31 @@ def _bands(max_distance: int) -> list[tuple[int, int]]:
     return out
 
 
+def _key_masks(max_distance: int, n: int) -> list[int]:
+    """Bit masks such that any two hashes within ``max_distance`` bits agree on one mask's bits.
+
+    Cut 64 bits into ``max_distance + t`` blocks: differing bits touch at most
+    ``max_distance`` blocks, so at least ``t`` blocks agree, and every choice of ``t``
+    blocks is one mask. ``t = 1`` is plain pigeonhole, but its keys (64 / (d + 1) bits,
+    13 for d = 4) put ~n^2 / 2^14 random pairs in the same bucket: 60M candidates per
+    band for a million hashes. ``t`` grows until a key has about log2(n) + 1 bits, so
+    unrelated hashes rarely share a bucket (d = 4, n = 1M: 15 masks of ~21 bits).
+    """
+    _bands(max_distance)  # validates
+    want = max(1, int(n).bit_length() + 1)
+    t = 1
+    while 64 * t // (max_distance + t) < want and max_distance + t < 64 and math.comb(max_distance + t + 1, t + 1) <= 256:
+        t += 1
+    blocks = _bands(max_distance + t - 1)
+    masks = []
+    for chosen in itertools.combinations(blocks, t):
+        m = 0
+        for shift, width in chosen:
+            m |= ((1 << width) - 1) << shift
+        masks.append(m)
+    return masks
+
+
 def near_duplicate_image_pairs(
     hashes: np.ndarray, max_distance: int = 4, all_pairs: bool = True
 ) -> np.ndarray:
@@ -99,10 +127,8 @@ def near_duplicate_image_pairs(
 
     # Candidate pairs among distinct hashes: exact match on one band, then verify.
     found = []
-    for shift, width in _bands(max_distance):
-        mask = np.uint64((1 << width) - 1)
-        keys = (uniq >> np.uint64(shift)) & mask
-        cand = pairs_with_equal_keys(keys)
+    for mask in _key_masks(max_distance, len(uniq)):
+        cand = pairs_with_equal_keys(uniq & np.uint64(mask))
         if len(cand):
             ok = hamming(uniq[cand[:, 0]], uniq[cand[:, 1]]) <= max_distance
             found.append(cand[ok])

@@ -3,6 +3,7 @@ Ray worker scaling; and the job layer's overhead over calling the pipeline direc
 
     python benchmarks/bench_scale.py million [--count 1000000] [--workdir DIR]   # (a)
     python benchmarks/bench_scale.py scaling [--count 20000]                     # (b) and (c)
+    python benchmarks/bench_scale.py dedup [--count 1000000]                     # dedup_table alone
 
 (a) ingests ``count`` samples of the ``synthetic`` source (tiny PNGs, captions with
 planted duplicates) on an embedded Ray with 2 workers, then shards them. A sampler
@@ -221,16 +222,51 @@ def scaling(args) -> None:
     shutil.rmtree(work)
 
 
+def dedup_only(args) -> None:
+    """``dedup_table`` alone on ``count`` rows shaped like the synthetic source's (no ingest)."""
+    import hashlib
+    import resource
+
+    import numpy as np
+    import pyarrow as pa
+
+    from filters.dedup import DedupConfig, dedup_table
+    from pipeline.sources.synthetic import WORDS
+
+    n, rng = args.count, np.random.default_rng(0)
+    lens = rng.integers(8, 17, n)
+    words = np.array(WORDS, dtype=object)[rng.integers(0, len(WORDS), int(lens.sum()))]
+    off = np.r_[0, np.cumsum(lens)]
+    texts = [" ".join(words[off[i]:off[i + 1]]) + "." for i in range(n)]
+    for i in range(49, n, 50):  # 2% planted exact copies, as the source plants them
+        texts[i] = texts[i - 1]
+    table = pa.table({
+        "sample_id": [hashlib.sha256(str(i).encode()).hexdigest()[:32] for i in range(n)],
+        "order_key": pa.array(np.zeros(n, np.int64)),
+        "media_sha256": [[hashlib.sha256(b"m%d" % i).hexdigest()] for i in range(n)],
+        "media_phash": pa.array([[int(x)] for x in rng.integers(0, 2**63, n, dtype=np.uint64)], pa.list_(pa.uint64())),
+        "text": texts,
+    })
+    del texts, words
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    start = time.perf_counter()
+    result = dedup_table(table, DedupConfig())
+    print(f"dedup_table on {n} rows: {time.perf_counter() - start:.1f} s, "
+          f"{sum(result.column('is_duplicate').to_pylist())} duplicates, peak RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB ({before:.2f} GiB before dedup), "
+          f"load average {open('/proc/loadavg').read().split()[:3]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["million", "scaling"])
+    parser.add_argument("what", choices=["million", "scaling", "dedup"])
     parser.add_argument("--count", type=int)
     parser.add_argument("--partition-size", type=int, default=2048)
     parser.add_argument("--workdir", help="(million) data folder; the same folder resumes")
     args = parser.parse_args()
     if args.count is None:
-        args.count = 1_000_000 if args.what == "million" else 20_000
-    million(args) if args.what == "million" else scaling(args)
+        args.count = 20_000 if args.what == "scaling" else 1_000_000
+    {"million": million, "scaling": scaling, "dedup": dedup_only}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from filters.dedup.shingles import _PRIME, _splitmix64, jaccard, shingle_hashes, unique_sets
+from filters.dedup.jaccard_pairs import jaccard_pairs
+from filters.dedup.shingles import _PRIME, _splitmix64, shingle_hashes, unique_sets
 from filters.dedup.union_find import (
     expand_group_pairs,
     group_heads,
@@ -199,12 +200,7 @@ def near_duplicate_text_pairs(
         # Jaccard <= min/max of the sizes: skip pairs that cannot reach the threshold.
         la, lb = lens[cand[:, 0]], lens[cand[:, 1]]
         cand = cand[np.minimum(la, lb) >= threshold * np.maximum(la, lb)]
-        ok = np.fromiter(
-            (jaccard(gvals[goff[i] : goff[i + 1]], gvals[goff[j] : goff[j + 1]]) >= threshold
-             for i, j in cand.tolist()),
-            dtype=bool, count=len(cand),
-        )
-        gpairs = cand[ok]
+        gpairs = cand[jaccard_pairs(gvals, goff, cand) >= threshold]
     valid = group >= 0
     within = group_pairs(group, all_pairs=all_pairs)
     if all_pairs:

@@ -113,7 +113,9 @@ def attention_inputs(batch: PackedBatch, attn_implementation: str, dtype: torch.
 def weighted_loss_sum(model, batch: PackedBatch, attn_implementation: str = "sdpa",
                       mask_dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """sum over target tokens of weight * cross-entropy, in float32; divide by the normaliser."""
-    out = model(input_ids=batch.input_ids, pixel_values=batch.pixel_values,
+    # use_cache=False: the LLM's own config says True (kept for generation from the checkpoint);
+    # in training a KV cache is only memory, and checkpointed layers would drop it with a warning.
+    out = model(input_ids=batch.input_ids, pixel_values=batch.pixel_values, use_cache=False,
                 **attention_inputs(batch, attn_implementation, mask_dtype))
     logits = out.logits.float().flatten(0, 1)
     ce = F.cross_entropy(logits, batch.targets.flatten(), ignore_index=IGNORE, reduction="none")

@@ -10,7 +10,7 @@ entries to append to the demo spec's ``sources`` (one dataset for everything):
 - ``articles`` (interleaved): OBELICS and MINT records over generated images, one of
   them naming an image that does not exist (dropped from its document, as OBELICS does);
 - ``clips`` (video): synthetic videos with a scene cut and a caption, and one corrupt file;
-- ``web`` (web_urls): URLs of a few images on a loopback server the caller runs
+- ``urls`` (web_urls): URLs of a few images on a loopback server the caller runs
   (``serve_folder``), one of them dead; left out when no ``url_base`` is given.
 
 ``count`` is the number of generated samples per source; the fixed inputs come on top.
@@ -28,38 +28,40 @@ USER_HTML = {
                    "<table><tr><th>Day</th><th>Hours</th></tr><tr><td>Mon-Fri</td><td>9-18</td></tr></table>",
     "spin.html": "<p>This page never finishes loading.</p><script>while (true) {}</script>",
 }
-ARTICLE_TEXT = ("A short note about the picture above, written as a web page would put it.",
-                "The next paragraph goes on after a second picture, as interleaved documents do.",
-                "It ends with a closing sentence and no picture after it.")
+CLIP_CAPTIONS = ({"start": 0.0, "end": 1.5, "text": "A white square slides to the right over a red background."},
+                 {"start": 1.5, "end": 3.0, "text": "The scene cuts to a green background; the square keeps moving."})
 
 
-def _generated_images(folder: str, n: int, seed: int, prefix: str) -> list[str]:
-    """``n`` generated pictures (JPEG) in ``folder``; returns their file names."""
+def _generated_images(folder: str, n: int, seed: int, prefix: str) -> list[tuple[str, str]]:
+    """``n`` generated pictures (JPEG) in ``folder``; returns (file name, caption) of each."""
     from jobs import demo_images as di
 
     os.makedirs(folder, exist_ok=True)
-    rng, names = random.Random(seed), []
+    rng, out = random.Random(seed), []
     for i in range(n):
         item = di.generate(rng, i, (rng.randint(240, 480), rng.randint(200, 400)))
-        names.append(f"{prefix}{i:02d}.jpg")
-        with open(os.path.join(folder, names[-1]), "wb") as f:
+        out.append((f"{prefix}{i:02d}.jpg", item.caption))
+        with open(os.path.join(folder, out[-1][0]), "wb") as f:
             f.write(di.encode(item.image, "jpg"))
-    return names
+    return out
 
 
 def _articles(folder: str, count: int) -> str:
-    images = _generated_images(folder, 2 * count, seed=11, prefix="figure")
+    # Each document's text describes its own pictures, so documents are not text duplicates.
+    images = _generated_images(folder, 2 * count + 1, seed=11, prefix="figure")
     rows = []
     for i in range(count):
-        a, b = images[2 * i], images[2 * i + 1]
+        (a, text_a), (b, text_b) = images[2 * i], images[2 * i + 1]
+        closing = f"That was the {i + 1}. article of the demo, with two pictures."
         if i % 2 == 0:  # OBELICS: parallel lists
-            rows.append({"texts": [None, ARTICLE_TEXT[0], None, ARTICLE_TEXT[1], ARTICLE_TEXT[2]],
-                         "images": [a, None, b, None, None], "url": f"https://example.com/articles/{i}"})
+            rows.append({"texts": [None, text_a, None, text_b, closing], "images": [a, None, b, None, None],
+                         "url": f"https://example.com/articles/{i}"})
         else:  # MINT: typed content blocks
-            rows.append({"content": [{"type": "text", "text": ARTICLE_TEXT[0]}, {"type": "image", "path": a},
-                                     {"type": "text", "text": ARTICLE_TEXT[1]}, {"type": "image", "path": b}]})
-    rows.append({"content": [{"type": "text", "text": "Its only other picture was never saved."},
-                             {"type": "image", "path": images[0]}, {"type": "image", "path": "lost.jpg"}]})
+            rows.append({"content": [{"type": "image", "path": a}, {"type": "text", "text": text_a},
+                                     {"type": "image", "path": b}, {"type": "text", "text": f"{text_b} {closing}"}]})
+    last, text = images[-1]
+    rows.append({"content": [{"type": "text", "text": f"{text} Its second picture was never saved."},
+                             {"type": "image", "path": last}, {"type": "image", "path": "lost.jpg"}]})
     path = os.path.join(folder, "articles.jsonl")
     with open(path, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in rows)
@@ -70,18 +72,17 @@ def _videos(folder: str, count: int) -> None:
     from pipeline.video.synth import cfr_pts, write_video
 
     os.makedirs(folder, exist_ok=True)
-    for i in range(count):  # 3 s at 10 fps with a cut at 1.5 s: two clips each
-        write_video(os.path.join(folder, f"clip{i:02d}.mp4"), cfr_pts(3, 10), width=192, height=112, cut_at_ms=[1500])
-        with open(os.path.join(folder, f"clip{i:02d}.txt"), "w", encoding="utf-8") as f:
-            f.write("A white square slides across a red background, then across a green one.\n")
+    for i in range(count):  # 3 s at 10 fps with a cut at 1.5 s: two clips each, each with its caption
+        write_video(os.path.join(folder, f"clip{i:02d}.mp4"), cfr_pts(3, 10), width=320, height=192, cut_at_ms=[1500])
+        with open(os.path.join(folder, f"clip{i:02d}.json"), "w", encoding="utf-8") as f:
+            json.dump({"captions": list(CLIP_CAPTIONS), "license": "cc0"}, f)
     with open(os.path.join(folder, "broken.mp4"), "wb") as f:
         f.write(bytes(range(256)) * 16)  # not a video: one decode reject
 
 
 def _url_list(folder: str, url_base: str, count: int) -> str:
-    names = _generated_images(os.path.join(folder, "site"), count, seed=12, prefix="photo")
-    rows = [{"url": f"{url_base}/{n}", "caption": f"A generated picture published as {n}.", "license": "cc0"}
-            for n in names] + [{"url": f"{url_base}/gone.jpg", "caption": "A picture that was taken down."}]
+    images = _generated_images(os.path.join(folder, "site"), count, seed=12, prefix="photo")
+    rows = [{"url": f"{url_base}/{name}", "caption": caption, "license": "cc0"} for name, caption in images] + [{"url": f"{url_base}/gone.jpg", "caption": "A picture that was taken down."}]
     path = os.path.join(folder, "urls.jsonl")
     with open(path, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in rows)
@@ -142,5 +143,5 @@ def demo_sources(root: str, chromium: str = "/usr/bin/chromium", *, count: int =
     else:
         print(f"warning: {chromium} not found: the html_documents source is left out of the demo", file=sys.stderr)
     if url_base:
-        sources.append({"name": "web", "type": "web_urls", "path": _url_list(os.path.join(root, "web"), url_base, count)})
+        sources.append({"name": "urls", "type": "web_urls", "path": _url_list(os.path.join(root, "web"), url_base, count)})
     return sources

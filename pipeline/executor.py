@@ -63,6 +63,11 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     logging.getLogger("ray.data").setLevel(logging.ERROR)
 
 
+def _drop_ignored_block_errors(record: logging.LogRecord) -> bool:
+    """Ray Data logs each dropped block with a full traceback; we log the partition instead."""
+    return "Ignoring this exception" not in record.getMessage()
+
+
 class _Progress(tqdm):
     """A bar whose postfix keeps the executor's retried/failed counts next to whatever
     the caller's ``on_result`` puts there."""
@@ -201,6 +206,7 @@ def _ray_pass(worker_cls, worker_kwargs, items, address, workers, num_cpus, num_
         size = workers or max(1, int(resources.get("GPU", 0) / num_gpus))
     else:
         size = workers or max(1, int(resources.get("CPU", 1) / (num_cpus or 1)))
+    logging.getLogger("ray.data._internal.execution.streaming_executor_state").addFilter(_drop_ignored_block_errors)
     attrs = {"worker_cls": worker_cls, "worker_kwargs": worker_kwargs, "timeout_s": timeout_s}
     adapter = type(f"{worker_cls.__name__}Actor", (_RayAdapter,), attrs)
 

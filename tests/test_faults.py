@@ -1,0 +1,217 @@
+"""The executor under faults: a killed driver, a killed worker process, a hung partition.
+
+Killed runs must end, row for row, with the catalog of one uninterrupted run (the module's
+baseline): a killed driver after a re-run, a killed worker with no re-run at all.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import time
+
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from jobs.ingest_job import run_ingest
+from jobs.spec import parse_spec
+from pipeline.dataset import Dataset
+from pipeline.executor import PartitionsFailed, map_partitions
+from schemas.config import ConfigError
+from tests.test_resume import assert_same_catalog, catalog_rows, spec_dict, start_ingest, total_partitions, wait_for_markers
+
+pytestmark = pytest.mark.slow
+
+SEEDS = (0, 1, 2)
+
+
+@pytest.fixture(scope="module")
+def baseline(corpus, tmp_path_factory):
+    """One uninterrupted run, in-process: a faulty run on Ray must also match the plain path."""
+    root = str(tmp_path_factory.mktemp("baseline") / "dataset")
+    run_ingest(parse_spec(spec_dict(corpus, root)), mode="local")
+    return catalog_rows(Dataset(root))
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """pid -> command line (Ray sets it to the actor and method it runs) of every descendant."""
+    children: dict[int, list[int]] = {}
+    cmdlines: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdlines[int(entry)] = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        children.setdefault(ppid, []).append(int(entry))
+    out, stack = {}, [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            out[child] = cmdlines.get(child, "")
+            stack.append(child)
+    return out
+
+
+def kill_all(proc, pids) -> None:
+    """The driver's process group and every process it started (Ray's own included)."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_driver_killed_at_random_then_rerun(corpus, baseline, tmp_path, seed):
+    rng = random.Random(seed)
+    root = str(tmp_path / "dataset")
+    spec = spec_dict(corpus, root)
+    job_id, total = parse_spec(spec).job_id, total_partitions(spec)
+    ds = Dataset(root)
+    proc, log = start_ingest(spec, tmp_path)
+    wait_for_markers(ds, job_id, rng.randint(1, total // 2), proc, log)
+    time.sleep(rng.uniform(0, 0.5))  # most likely in the middle of partitions
+    kill_all(proc, descendants(proc.pid))
+    done_at_kill = len(ds.done_partitions(job_id))
+    assert 0 < done_at_kill < total
+    for f in ds.sample_files() + ds.reject_files():  # no half-written catalog file is visible
+        pq.read_table(f)
+
+    resumed = run_ingest(parse_spec(spec), mode="local")  # the re-run's mode does not matter; local is quick
+    assert resumed.partitions_skipped == done_at_kill
+    assert resumed.inputs == resumed.samples + resumed.rejects
+    assert_same_catalog(catalog_rows(ds), baseline)
+
+
+def busy_worker(driver_pid: int, rng: random.Random, timeout_s: float = 60) -> int:
+    """A Ray actor process of the ingest worker while it runs a partition."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        busy = [pid for pid, cmd in descendants(driver_pid).items() if "IngestWorkerActor)).submit" in cmd]
+        if busy:
+            return rng.choice(sorted(busy))
+        time.sleep(0.05)
+    raise AssertionError("no ingest worker was seen running a partition")
+
+
+def test_workers_killed_mid_partition_job_still_completes(corpus, baseline, tmp_path):
+    """One run, a worker killed at each seed's random point (after a random number of
+    finished partitions, then a random pause): a Ray start-up costs more than the whole
+    ingest here, so the seeds share the run. Later kills may hit an actor Ray restarted."""
+    root = str(tmp_path / "dataset")
+    spec = spec_dict(corpus, root)
+    job_id, total = parse_spec(spec).job_id, total_partitions(spec)
+    ds = Dataset(root)
+    points = sorted(random.Random(seed).randint(1, total // 2) for seed in SEEDS)
+    proc, log = start_ingest(spec, tmp_path)
+    try:
+        for seed, after in zip(SEEDS, points):
+            wait_for_markers(ds, job_id, after, proc, log)
+            rng = random.Random(seed)
+            time.sleep(rng.uniform(0, 0.2))
+            os.kill(busy_worker(proc.pid, rng), signal.SIGKILL)
+        assert proc.wait(timeout=240) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            kill_all(proc, descendants(proc.pid))
+    # Each dead worker's partition was redone by the same run, and nothing else was lost.
+    # (A kill can land just as a partition ends, costing none: so at least one, at most one each.)
+    assert 1 <= log.read_text().count("worker_lost; retrying") <= len(SEEDS)
+    assert len(ds.done_partitions(job_id)) == total
+    assert_same_catalog(catalog_rows(ds), baseline)
+
+
+def test_hung_partition_times_out_into_a_reject(ray_local, tmp_path, caplog):
+    """A read that never returns (a FIFO no one writes: like a dead network mount, where
+    no per-request timeout applies) costs its partition, not the job."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, color in enumerate(["red", "blue", "green"]):
+        Image.new("RGB", (64, 48), color).save(folder / f"{i}.png")
+        (folder / f"{i}.txt").write_text(f"a plain {color} rectangle on its own, number {i}")
+    fifo = folder / "zz_hung.jpg"
+    os.mkfifo(fifo)
+    spec = parse_spec({
+        "name": "hung", "dataset": str(tmp_path / "dataset"), "partition_size": 2, "partition_timeout_s": 2,
+        "sources": [{"name": "photos", "type": "image_folder", "path": str(folder)}],
+    })
+    hung = [p.partition_id for p in spec.sources[0].build().partitions(2) if any(str(fifo) in a[1] for a in p.args)]
+    start = time.time()
+    with caplog.at_level(logging.WARNING, logger="tessera"):
+        run_ingest(spec, mode="ray")
+    assert time.time() - start < 120
+
+    samples, rejects = catalog_rows(Dataset(spec.dataset))
+    assert sorted(r["input_ref"].rsplit("/", 1)[1] for r in samples) == ["0.png", "1.png"]  # the other partition
+    assert rejects == [{"input_ref": f"{hung[0]}@0", "stage": "partition", "reason": "timeout"}]
+    messages = [r.getMessage() for r in caplog.records if r.name == "tessera"]
+    assert sum("timeout; retrying" in m for m in messages) == 2
+    assert sum("timeout, giving up" in m for m in messages) == 1
+    assert len(Dataset(spec.dataset).done_partitions(spec.job_id)) == 2
+    # Every abandoned attempt was stopped with its actor: no process still waits on the FIFO.
+    deadline = time.time() + 15
+    while True:
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # succeeds only while someone reads
+        except OSError:
+            break
+        assert time.time() < deadline, "an abandoned attempt is still reading"
+        time.sleep(0.2)
+
+
+class Flaky:
+    """Toy worker: item -> item * 10, after ``fails[item]`` raising calls or ``hangs`` sleeps."""
+
+    def __init__(self, fails: dict | None = None, hangs: tuple = ()):
+        self.fails, self.hangs, self.calls = dict(fails or {}), hangs, {}
+
+    def __call__(self, item):
+        self.calls[item] = self.calls.get(item, 0) + 1
+        if item in self.hangs:
+            time.sleep(2)
+        if self.calls[item] <= self.fails.get(item, 0):
+            raise ValueError(f"item {item} failed")
+        return item * 10
+
+
+def test_in_process_timeouts_are_retried_then_given_up():
+    bars = []
+
+    def on_result(result, bar):
+        bar.set_postfix(last=result, refresh=False)
+        bars.append(bar)
+
+    got = list(map_partitions(
+        Flaky, {"hangs": (3,)}, [0, 1, 2, 3, 4], mode="local", partition_timeout_s=0.3, retries=2,
+        on_give_up=lambda item, reason, detail: (item, reason), on_result=on_result,
+    ))
+    assert sorted(got, key=str) == sorted([0, 10, 20, 40, (3, "timeout")], key=str)
+    # Three attempts at item 3: two retried, then given up; the caller's postfix stays beside the counts.
+    assert bars[-1].counts == {"retried": 2, "failed": 1}
+    assert "retried=2" in bars[-1].postfix and "last=" in bars[-1].postfix
+
+
+def test_in_process_errors_are_retried_then_fail_the_job_last():
+    done = []
+    with pytest.raises(PartitionsFailed, match="item 2 failed"):
+        for result in map_partitions(Flaky, {"fails": {1: 1, 2: 99}}, [0, 1, 2, 3], mode="local", retries=1):
+            done.append(result)
+    assert sorted(done) == [0, 10, 30]  # item 1 passed on its retry; all finished before the job failed
+
+
+def test_partition_time_limit_is_validated_and_keeps_the_job_id(tmp_path):
+    spec = {"name": "t", "dataset": str(tmp_path), "sources": [{"name": "p", "type": "image_folder", "path": str(tmp_path)}]}
+    for bad in (0, -1):
+        with pytest.raises(ConfigError, match="partition_timeout_s"):
+            parse_spec({**spec, "partition_timeout_s": bad})
+    # How long a partition may take changes how the job runs, not what it holds: a re-run
+    # with another limit resumes the same job.
+    assert parse_spec({**spec, "partition_timeout_s": 5}).job_id == parse_spec(spec).job_id

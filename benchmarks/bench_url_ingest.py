@@ -121,7 +121,7 @@ def run_img2dataset(exe: str, url_list: str, out: str) -> dict:
     return {"wall": wall, "accepted": ok, "rejected": table.num_rows - len(ok)}
 
 
-def run_tessera(url_list: str, work: str, tokenizer: str) -> dict:
+def run_tessera(url_list: str, work: str, tokenizer: str, partition_size: int) -> dict:
     from jobs.ingest_job import run_ingest
     from jobs.spec import parse_spec
     from pipeline import catalog
@@ -130,7 +130,7 @@ def run_tessera(url_list: str, work: str, tokenizer: str) -> dict:
     dataset = os.path.join(work, "tessera-dataset")
     shutil.rmtree(dataset, ignore_errors=True)
     spec = parse_spec({
-        "name": "bench-urls", "dataset": dataset, "tokenizer": tokenizer, "partition_size": 125, "workers": 2,
+        "name": "bench-urls", "dataset": dataset, "tokenizer": tokenizer, "partition_size": partition_size, "workers": 2,
         "sources": [{"name": "web", "type": "web_urls", "path": url_list, "concurrency": 32,
                      "per_host_concurrency": 32, "timeout_s": 10.0}],
     })
@@ -149,6 +149,8 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/tessera-bench-urls")
     parser.add_argument("--img2dataset", default="/tmp/i2d-venv/bin/img2dataset")
     parser.add_argument("--skip-img2dataset", action="store_true")
+    parser.add_argument("--partition-size", type=int, default=250,
+                        help="URLs per Tessera partition (250: the size of img2dataset's shards here)")
     args = parser.parse_args()
     os.makedirs(args.work, exist_ok=True)
     t0 = time.perf_counter()
@@ -177,7 +179,7 @@ def main() -> None:
         if not args.skip_img2dataset:
             results["img2dataset"] = r = run_img2dataset(args.img2dataset, url_list, os.path.join(args.work, "i2d-out"))
             print(f"img2dataset: {len(r['accepted'])} accepted in {r['wall']:.1f}s; load average after: {os.getloadavg()}")
-        results["tessera"] = r = run_tessera(url_list, args.work, tokenizer)
+        results["tessera"] = r = run_tessera(url_list, args.work, tokenizer, args.partition_size)
         print(f"tessera: {len(r['accepted'])} accepted in {r['wall']:.1f}s; load average after: {os.getloadavg()}")
     finally:
         server.terminate()

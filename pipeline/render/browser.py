@@ -70,6 +70,16 @@ class PoolStats:
     crashes: int = 0
 
 
+def _quiet_closed_driver(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    """When a Ray worker exits, its Playwright driver goes first and every pending call's future
+    fails with "Connection closed"; nobody awaits them any more, so asyncio would print each one
+    as "Future exception was never retrieved". Those say nothing; anything else is still reported."""
+    exc = context.get("exception")
+    if exc is not None and "closed" in str(exc).lower() and type(exc).__module__.startswith("playwright"):
+        return
+    loop.default_exception_handler(context)
+
+
 class BrowserPool:
     """Sync facade over async Playwright on a private event loop (Ray workers are sync)."""
 
@@ -77,6 +87,7 @@ class BrowserPool:
         self.config = config or BrowserConfig()
         self.stats = PoolStats()
         self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(_quiet_closed_driver)
         self._pw = self._browser = self._context = None
         self._context_pages = 0
         atexit.register(self.close)

@@ -13,6 +13,8 @@ Spec example::
 """
 from __future__ import annotations
 
+import functools
+
 import io
 import random
 from collections.abc import Iterator
@@ -23,6 +25,7 @@ from pipeline.render.conversations import CHART_FORMATS, chart_conversation
 from pipeline.sources.base import Partition, RawInput, chunk
 
 CHART_TYPES = ("bar", "line", "pie", "scatter", "heatmap", "table")
+LATIN_FONTS = ("DejaVu Sans", "DejaVu Serif", "Liberation Sans")
 CJK_FONT = {"zh": "Noto Sans CJK SC", "ja": "Noto Sans CJK JP", "ko": "Noto Sans CJK KR"}
 
 
@@ -92,6 +95,16 @@ def make_data(kind: str, lang: str, rng: random.Random) -> dict:
             "series": series, "values": values}
 
 
+@functools.lru_cache(maxsize=1)
+def latin_families() -> tuple[str, ...]:
+    """The Latin chart families installed here: naming a missing one makes matplotlib warn on every
+    text and fall back silently, so the label would not say which face drew the chart."""
+    from pipeline.render.fonts import available_faces
+
+    installed = {face.family for face in available_faces()}
+    return tuple(f for f in LATIN_FONTS if f in installed) or ("DejaVu Sans",)
+
+
 def draw(kind: str, data: dict, lang: str, rng: random.Random, dpi: int) -> bytes:
     import matplotlib
 
@@ -99,7 +112,7 @@ def draw(kind: str, data: dict, lang: str, rng: random.Random, dpi: int) -> byte
     import matplotlib.pyplot as plt
 
     style = rng.choice(("default", "ggplot", "bmh", "seaborn-v0_8-whitegrid", "fivethirtyeight", "grayscale"))
-    font = CJK_FONT.get(lang, rng.choice(("DejaVu Sans", "DejaVu Serif", "Liberation Sans")))
+    font = CJK_FONT.get(lang) or rng.choice(latin_families())
     with plt.style.context(style), plt.rc_context({"font.family": font, "axes.unicode_minus": False}):
         fig, ax = plt.subplots(figsize=(rng.uniform(4.5, 8), rng.uniform(3.2, 5.5)), dpi=dpi)
         cats, series, values = data["cats"], data["series"], data["values"]

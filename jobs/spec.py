@@ -13,6 +13,7 @@ Example (see ``jobs/examples/local_images.yaml``)::
     filters: {min_caption_words: 5}
     dedup: {text_threshold: 0.8}
     sample_retries: 2                  # extra tries of an input whose step raised (not a reject)
+    partition_timeout_s: 1800          # a partition still running then is abandoned, retried, then a reject
     scorers:                           # optional: scored after the partitions, before dedup
       - {scorer: clip, model: ViT-B-32, checkpoint: /weights/vit-b-32.pt, where: "passes_rules"}
 """

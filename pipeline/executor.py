@@ -12,7 +12,9 @@ actor, the partition is lost for this attempt), it overran ``partition_timeout_s
 ``pipeline/timed_worker.py``), or it raised. Failed partitions are retried after the
 current pass, ``retries`` times; then a timed-out or worker-killing partition goes to
 ``on_give_up`` (ingest records its inputs as rejects) so the job ends, and one that kept
-raising fails the job once every other partition has finished.
+raising fails the job once every other partition has finished. In-process (``mode="local"``)
+an overrunning call cannot be stopped, only left behind on its thread: should it finish
+later, it rewrites its partition's files (whole and atomically, but over the give-up's).
 """
 from __future__ import annotations
 
@@ -42,7 +44,9 @@ class PartitionsFailed(RuntimeError):
         super().__init__(f"{len(failures)} partition(s) failed on every attempt; first ({first.status}):\n{first.detail}")
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
+    """Connect to ``address`` (or RAY_ADDRESS), else start Ray here (``num_cpus``/``num_gpus``:
+    what it may use; None: what the machine has)."""
     import ray
 
     if ray.is_initialized():
@@ -54,7 +58,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=num_cpus, **kwargs)
+        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, **kwargs)
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
@@ -203,6 +207,8 @@ def _ray_pass(worker_cls, worker_kwargs, items, address, workers, num_cpus, num_
     ensure_ray(address)
     resources = ray.cluster_resources()
     if num_gpus:
+        if resources.get("GPU", 0) < num_gpus:  # Ray Data would wait for such an actor forever
+            raise ValueError(f"actors ask for {num_gpus} GPU each; the cluster has {resources.get('GPU', 0):g}")
         size = workers or max(1, int(resources.get("GPU", 0) / num_gpus))
     else:
         size = workers or max(1, int(resources.get("CPU", 1) / (num_cpus or 1)))

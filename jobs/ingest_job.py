@@ -23,7 +23,7 @@ from jobs.score_job import ScoreSpec
 from jobs.score_job import run_step as run_score_step
 from jobs.spec import IngestSpec, score_steps
 from jobs.summary import JobSummary, format_summary
-from model.tokenizer import BYTE_LEVEL, build_tokenizer, fingerprint, load_tokenizer
+from model.tokenizer import BYTE_LEVEL, build_tokenizer, fingerprint, load_counting_tokenizer
 from pipeline import storage
 from pipeline.dataset import Dataset
 from pipeline.dedup_catalog import dedup_dataset
@@ -96,7 +96,8 @@ def run_ingest(spec: IngestSpec, *, mode: str = "ray", address: str | None = Non
     job_id = spec.job_id
     report = JobSummary("ingest", job_id)
     tokenizer_dir = resolve_tokenizer(spec.tokenizer, ds)
-    ds.register_job(job_id, fingerprint(load_tokenizer(tokenizer_dir)), spec.tokenizer, asdict(spec.tiling))
+    # Same fingerprint as load_tokenizer (checked), without importing transformers when recorded.
+    ds.register_job(job_id, fingerprint(load_counting_tokenizer(tokenizer_dir)), spec.tokenizer, asdict(spec.tiling))
     manifest = {
         "job_id": job_id, "kind": "ingest", "spec": spec.to_dict(), "versions": _versions(),
         "status": "running", "started_at": dt.datetime.now(dt.timezone.utc).isoformat(),

@@ -8,6 +8,7 @@ sequence (and the loss mask); ingest counts its length, the trainer trains on it
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 from schemas import IMAGE_PLACEHOLDER, Turn
@@ -67,6 +68,44 @@ def _role_content(turn) -> tuple[str, str]:
     return (turn["role"], turn["content"]) if isinstance(turn, dict) else (turn.role, turn.content)
 
 
+# Turn headers, "<|im_end|>", "\n" and the caption prompts recur in every sample: tokenizing
+# them once per tokenizer removes most of the tokenizer calls of a caption sample (ingest
+# spent ~0.8 ms per sample in 8 calls), and get_vocab() builds a whole dict per call on
+# transformers tokenizers. Short pieces only, and a bounded number of them.
+CACHED_PIECE_CHARS = 64
+CACHED_PIECES = 4096
+
+
+@dataclass
+class _EncoderCache:
+    image_ids: tuple[int, int, int]  # <img>, </img>, <IMG_CONTEXT>
+    pieces: dict[str, list[int]]
+
+
+_CACHES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _image_ids(tokenizer) -> tuple[int, int, int]:
+    vocab = tokenizer.get_vocab()
+    missing = [t for t in (IMG_START, IMG_END, IMG_CONTEXT) if t not in vocab]
+    if missing:
+        raise ValueError(f"tokenizer lacks the image tokens {missing}: load it with model.tokenizer.load_tokenizer")
+    return vocab[IMG_START], vocab[IMG_END], vocab[IMG_CONTEXT]
+
+
+def _encoder_cache(tokenizer) -> _EncoderCache:
+    """Per tokenizer object; one whose vocabulary changes later must be a new object (tokens are
+    only ever added by ``load_tokenizer``, before any encoding)."""
+    try:
+        cache = _CACHES.get(tokenizer)
+    except TypeError:  # unhashable or not weakly referenceable: no caching
+        return _EncoderCache(_image_ids(tokenizer), {})
+    if cache is None:
+        cache = _EncoderCache(_image_ids(tokenizer), {})
+        _CACHES[tokenizer] = cache
+    return cache
+
+
 def encode_conversation(tokenizer, conversation, tiles_per_image: list[int], tokens_per_tile: int) -> EncodedConversation:
     """Token ids and loss mask of ``conversation`` in ChatML, images expanded in place.
 
@@ -76,11 +115,9 @@ def encode_conversation(tokenizer, conversation, tiles_per_image: list[int], tok
     the loss mask falls on token boundaries; the ingest step counts tokens with this
     very function, so catalog counts equal the trainer's sequence lengths.
     """
-    vocab = tokenizer.get_vocab()
-    missing = [t for t in (IMG_START, IMG_END, IMG_CONTEXT) if t not in vocab]
-    if missing:
-        raise ValueError(f"tokenizer lacks the image tokens {missing}: load it with model.tokenizer.load_tokenizer")
-    start, end, context = (vocab[t] for t in (IMG_START, IMG_END, IMG_CONTEXT))
+    cache = _encoder_cache(tokenizer)
+    start, end, context = cache.image_ids
+    pieces = cache.pieces
     ids: list[int] = []
     mask: list[bool] = []
     images = iter(tiles_per_image)
@@ -88,7 +125,11 @@ def encode_conversation(tokenizer, conversation, tiles_per_image: list[int], tok
 
     def text(piece: str, supervised: bool) -> None:
         if piece:
-            new = tokenizer(piece, add_special_tokens=False)["input_ids"]
+            new = pieces.get(piece)
+            if new is None:
+                new = tokenizer(piece, add_special_tokens=False)["input_ids"]
+                if len(piece) <= CACHED_PIECE_CHARS and len(pieces) < CACHED_PIECES:
+                    pieces[piece] = new
             ids.extend(new)
             mask.extend([supervised] * len(new))
 

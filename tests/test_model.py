@@ -248,3 +248,28 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(train_data, tr
     assert grads_a.keys() == grads_b.keys() and grads_a
     for name in grads_a:
         assert torch.allclose(grads_a[name], grads_b[name], rtol=1e-5, atol=1e-7), name
+
+
+def test_piece_cache_never_changes_an_encoding(tmp_path, monkeypatch):
+    """encode_conversation caches short recurring pieces per tokenizer; ids and masks must equal
+    those of an encoder that tokenizes every piece afresh, over repeated and unique texts."""
+    import random
+
+    import model.chat_template as ct
+    from model.tokenizer import build_tokenizer, load_tokenizer
+    from schemas import Turn
+
+    tok = load_tokenizer(build_tokenizer(str(tmp_path / "tok")))
+    rng = random.Random(0)
+    words = ["cat", "Zürich", "東京", "<|im_end|>", "<img>", " ", "\n", "a b", "🙂"]
+    convs = []
+    for i in range(300):
+        caption = " ".join(rng.choice(words) for _ in range(rng.randint(0, 12)))
+        convs.append(ct.caption_conversation(caption, f"{i:08x}", 1))
+        convs.append([Turn("user", "<image>\n" + caption), Turn("assistant", caption[::-1])])
+    cached = [ct.encode_conversation(tok, c, [2], 4) for c in convs * 2]
+    monkeypatch.setattr(ct, "CACHED_PIECES", 0)
+    ct._CACHES.clear()
+    fresh = [ct.encode_conversation(tok, c, [2], 4) for c in convs * 2]
+    assert [(e.input_ids, e.labels_mask) for e in cached] == [(e.input_ids, e.labels_mask) for e in fresh]
+    assert not ct._encoder_cache(tok).pieces  # the fresh pass really cached nothing

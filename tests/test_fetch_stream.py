@@ -91,3 +91,19 @@ def test_a_dropped_connection_is_recovered_by_the_session():
     with LoopbackServer(drop_first) as srv:
         ((_, result),) = fetch_stream([srv.url("/x.jpg")], get, FetchOptions(retries=0))
     assert result.ok and result.data == BODY and calls["n"] == 2
+
+
+def test_a_byte_budget_fetches_ahead_until_the_bytes_are_held(server):
+    size = lambda r: len(r.data or b"")  # noqa: E731
+    # Budget for all 40 bodies: every request starts although the consumer is slow ...
+    stream = fetch_stream(urls(server, "ba", 40), get, OPTIONS, window=5, buffer_bytes=40 * len(BODY), size=size)
+    next(stream)
+    time.sleep(0.5)
+    assert sum(server.hits.values()) == 40
+    assert len(list(stream)) == 39
+    # ... and a budget of 6 bodies holds it to ~6 waiting + 5 in flight.
+    stream = fetch_stream(urls(server, "bb", 40), get, OPTIONS, window=5, buffer_bytes=6 * len(BODY), size=size)
+    next(stream)
+    time.sleep(0.5)
+    assert 6 <= sum(v for k, v in server.hits.items() if k.startswith("/bb/")) <= 1 + 6 + 5
+    assert len(list(stream)) == 39

@@ -47,12 +47,13 @@ class FetchOptions:
     max_bytes: int = 32 * 2**20
     concurrency: int = 64  # requests in flight per worker
     per_host_concurrency: int = 16  # of which at most this many to one host
+    read_ahead_mb: float = 256.0  # fetched bodies held ahead of the worker's decode (per worker)
     respect_opt_out: bool = True
     opt_out_directives: list[str] = field(default_factory=lambda: ["noai", "noimageai"])
     user_agent: str = "tessera/0.1 (image-text dataset builder; honours X-Robots-Tag noai)"
 
     def __post_init__(self):
-        for name in ("timeout_s", "max_bytes", "concurrency", "per_host_concurrency"):
+        for name in ("timeout_s", "max_bytes", "concurrency", "per_host_concurrency", "read_ahead_mb"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("retries", "backoff_s", "max_redirects"):

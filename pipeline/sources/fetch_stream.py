@@ -13,7 +13,12 @@ empty connection pool for each one left the CPU idle at every partition start.
 
 Memory stays bounded: at most ``window`` items are in flight or waiting to be
 consumed (a slot frees only when the consumer takes a result), so a slow consumer
-throttles fetching instead of piling up bodies.
+throttles fetching instead of piling up bodies. With ``buffer_bytes`` the bound is on
+bytes instead: ``window`` only caps the requests in flight, and new ones start while
+the finished results waiting for the consumer weigh less than ``buffer_bytes`` (by
+``size``). A web URL partition is then fetched through early, so its 5xx URLs are
+found at the start and their retries (seconds of backoff) run while the worker
+computes, instead of holding the partition open at its end.
 """
 from __future__ import annotations
 
@@ -88,27 +93,44 @@ def fetch_stream(
     handler: Callable[[Fetcher, T], Awaitable[R]],
     options: FetchOptions,
     window: int | None = None,
+    buffer_bytes: int | None = None,
+    size: Callable[[R], int] | None = None,
 ) -> Iterator[tuple[T, R]]:
     """Yield ``(item, await handler(fetcher, item))`` for every item, as each completes.
 
     ``handler`` must not raise for a bad item (it returns a failure result instead);
     an exception that escapes it is re-raised here, in the consumer, after cleanup.
+    ``buffer_bytes`` and ``size`` (a result's weight in bytes): see the module docstring.
     """
     if not items:
         return
     window = window or 2 * options.concurrency  # in flight + ready for the CPU
     service = _fetch_loop()
     results: queue.Queue = queue.Queue()
-    state: dict[str, Any] = {"closed": False, "tasks": set()}
+    by_bytes = buffer_bytes is not None
+    weigh = size or (lambda result: 0)
+    state: dict[str, Any] = {"closed": False, "tasks": set(), "buffered": 0}
     slots = asyncio.Semaphore(window)  # bound to the service loop at first use (in it)
+    drained = asyncio.Event()
 
     async def one(fetcher: Fetcher, item: T) -> None:
         try:
-            results.put((item, await handler(fetcher, item)))
+            result = await handler(fetcher, item)
+            if by_bytes:  # done: it now weighs on the byte budget, no longer on the window
+                state["buffered"] += weigh(result)
+                slots.release()
+            results.put((item, result))
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
             results.put(_Error(exc))
+
+    def consumed(nbytes: int) -> None:  # in the loop, when the consumer took a result
+        if not by_bytes:
+            slots.release()
+            return
+        state["buffered"] -= nbytes
+        drained.set()
 
     async def main() -> None:
         fetcher = await service.fetcher(options)
@@ -116,6 +138,9 @@ def fetch_stream(
         try:
             for item in items:
                 await slots.acquire()
+                while by_bytes and state["buffered"] >= buffer_bytes and not state["closed"]:
+                    drained.clear()
+                    await drained.wait()
                 if state["closed"]:
                     break
                 task = asyncio.create_task(one(fetcher, item))
@@ -141,13 +166,13 @@ def fetch_stream(
                 return
             if isinstance(got, _Error):
                 raise got.exc
-            service.loop.call_soon_threadsafe(slots.release)
+            service.loop.call_soon_threadsafe(consumed, weigh(got[1]) if by_bytes else 0)
             yield got
     finally:
-        _shutdown(state, slots, service, future)
+        _shutdown(state, slots, drained, service, future)
 
 
-def _shutdown(state: dict, slots: asyncio.Semaphore, service: _FetchLoop, future) -> None:
+def _shutdown(state: dict, slots: asyncio.Semaphore, drained: asyncio.Event, service: _FetchLoop, future) -> None:
     """Stop this stream's fetching (the consumer stopped early or failed) and wait for it."""
     state["closed"] = True
     if future.done():
@@ -157,6 +182,7 @@ def _shutdown(state: dict, slots: asyncio.Semaphore, service: _FetchLoop, future
         for task in list(state["tasks"]):
             task.cancel()
         slots.release()  # wake the producer so it sees "closed"
+        drained.set()
 
     service.loop.call_soon_threadsafe(cancel)
     try:

@@ -10,6 +10,7 @@ Spec example::
       timeout_s: 20
       retries: 2                     # timeouts and 5xx only
       per_host_concurrency: 16
+      read_ahead_mb: 256             # fetched bodies held ahead of the decode, per worker
       # respect_opt_out: true        # X-Robots-Tag noai / noimageai -> reject "opted_out"
       # retry_dead: false            # true: fetch URLs earlier jobs found dead
 
@@ -143,7 +144,11 @@ class WebUrlsSource:
         async def fetch(fetcher: Fetcher, item: tuple[str, dict]) -> FetchResult:
             return await fetcher.fetch(item[0])
 
-        for (url, row), result in fetch_stream(to_fetch, fetch, self.config):
+        # Bounded by bytes, not items: the whole partition is requested early, so the
+        # backoff of its 5xx retries overlaps the decode instead of ending the partition.
+        budget = int(self.config.read_ahead_mb * 2**20)
+        for (url, row), result in fetch_stream(to_fetch, fetch, self.config, buffer_bytes=budget,
+                                               size=lambda r: len(r.data or b"")):
             yield self._to_input(url, row, result)
 
     def _to_input(self, url: str, row: dict, result: FetchResult) -> RawInput:

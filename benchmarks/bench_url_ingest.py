@@ -8,12 +8,13 @@
    (failures both tools must reject; truncated JPEGs are left out because OpenCV
    half-decodes them and img2dataset would count them as successes).
 2. Serves them from a loopback HTTP server (127.0.0.1, a separate process).
-3. Runs img2dataset (its own venv, so its pins never touch ours: see docs/bench/url_ingest.md)
+3. Runs img2dataset (its own venv, so its pins never touch ours: see docs/benchmarks.md)
    with image_size 448, keep_ratio, webdataset output, 2 processes x 32 threads.
 4. Runs a Tessera ingest of the same list on the embedded Ray (2 workers): fetch,
    sniff, decode, sha256, pHash, tiling, payload store, token counts, rule scores, catalog.
 5. Prints samples/s, accepted/rejected for both, whether the accepted URL sets are equal,
-   and the load average (the machine may be shared).
+   and the load average (the machine may be shared). ``--repeats N`` runs N rounds,
+   alternating which tool goes first, and prints the ratio of each round and the median.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import multiprocessing as mp
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -149,6 +151,7 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/tessera-bench-urls")
     parser.add_argument("--img2dataset", default="/tmp/i2d-venv/bin/img2dataset")
     parser.add_argument("--skip-img2dataset", action="store_true")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of both tools, alternating who goes first")
     parser.add_argument("--partition-size", type=int, default=250,
                         help="URLs per Tessera partition (250: the size of img2dataset's shards here)")
     args = parser.parse_args()
@@ -174,31 +177,51 @@ def main() -> None:
         t = time.perf_counter()
         ensure_ray(num_cpus=2)
         print(f"embedded Ray started in {time.perf_counter() - t:.1f}s (not counted)")
-        print(f"load average before: {os.getloadavg()}")
-        results = {}
-        if not args.skip_img2dataset:
-            results["img2dataset"] = r = run_img2dataset(args.img2dataset, url_list, os.path.join(args.work, "i2d-out"))
-            print(f"img2dataset: {len(r['accepted'])} accepted in {r['wall']:.1f}s; load average after: {os.getloadavg()}")
-        results["tessera"] = r = run_tessera(url_list, args.work, tokenizer, args.partition_size)
-        print(f"tessera: {len(r['accepted'])} accepted in {r['wall']:.1f}s; load average after: {os.getloadavg()}")
+        rounds = []
+        for k in range(args.repeats):
+            # Alternate who goes first: on a shared machine the load drifts within a round.
+            order = ["img2dataset", "tessera"] if k % 2 == 0 else ["tessera", "img2dataset"]
+            results = {}
+            for tool in order:
+                if tool == "img2dataset" and args.skip_img2dataset:
+                    continue
+                load = os.getloadavg()[0]
+                if tool == "img2dataset":
+                    r = run_img2dataset(args.img2dataset, url_list, os.path.join(args.work, "i2d-out"))
+                else:
+                    r = run_tessera(url_list, args.work, tokenizer, args.partition_size)
+                r["load"] = (load, os.getloadavg()[0])
+                results[tool] = r
+                print(f"round {k + 1} {tool}: {len(r['accepted'])} accepted in {r['wall']:.1f}s; "
+                      f"1-min load average {r['load'][0]:.1f} -> {r['load'][1]:.1f}")
+            rounds.append(results)
     finally:
         server.terminate()
         server.join()
 
-    print("\n| tool | URLs | accepted | rejected | wall s | samples/s |\n|---|---|---|---|---|---|")
-    for name, r in results.items():
-        print(f"| {name} | {len(rows)} | {len(r['accepted'])} | {r['rejected']} | {r['wall']:.1f} | "
-              f"{len(r['accepted']) / r['wall']:.1f} |")
-    tess = results["tessera"]
-    print(f"\ntessera rejects by reason: {tess['reasons']}")
-    print(f"tessera phases (s): {tess['phases']}")
-    print(f"tessera worker seconds by step (2 workers summed): {tess['steps']}")
-    if "img2dataset" in results:
-        i2d = results["img2dataset"]
-        same = i2d["accepted"] == tess["accepted"]
-        speedup = (len(tess["accepted"]) / tess["wall"]) / (len(i2d["accepted"]) / i2d["wall"])
-        print(f"same accepted URL set: {same}; tessera / img2dataset samples/s: {speedup:.2f}x")
-
+    print("\n| round | tool | URLs | accepted | rejected | wall s | samples/s | ratio | load avg (1 min) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    ratios = []
+    for k, results in enumerate(rounds, 1):
+        rate = {name: len(r["accepted"]) / r["wall"] for name, r in results.items()}
+        ratio = rate["tessera"] / rate["img2dataset"] if "img2dataset" in rate else None
+        if ratio is not None:
+            ratios.append(ratio)
+        for name, r in results.items():
+            cell = f"**{ratio:.2f}x**" if name == "tessera" and ratio is not None else ""
+            print(f"| {k} | {name} | {len(rows)} | {len(r['accepted'])} | {r['rejected']} | {r['wall']:.1f} | "
+                  f"{rate[name]:.1f} | {cell} | {r['load'][0]:.1f} -> {r['load'][1]:.1f} |")
+    for k, results in enumerate(rounds, 1):
+        tess = results["tessera"]
+        print(f"\nround {k} tessera rejects by reason: {tess['reasons']}")
+        print(f"round {k} tessera phases (s): { {p: round(v, 1) for p, v in tess['phases'].items()} }")
+        print(f"round {k} tessera worker seconds by step (2 workers summed): "
+              f"{ {p: round(v, 1) for p, v in tess['steps'].items()} }")
+        if "img2dataset" in results:
+            print(f"round {k} same accepted URL set: {results['img2dataset']['accepted'] == tess['accepted']}")
+    if ratios:
+        print(f"\ntessera / img2dataset samples/s per round: {', '.join(f'{r:.2f}x' for r in ratios)}; "
+              f"median {statistics.median(ratios):.2f}x")
 
 if __name__ == "__main__":
     main()

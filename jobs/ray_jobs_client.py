@@ -19,6 +19,9 @@ TOKEN_HELP = ("set RAY_AUTH_TOKEN, or RAY_AUTH_TOKEN_PATH to a file holding it, 
               "~/.ray/auth_token (`ray get-auth-token` on the head prints it)")
 
 
+NO_TOKEN = "no token"
+
+
 class JobsApiError(ValueError):
     """A user-facing problem with the cluster (address, token, job id); the CLI prints it in one line."""
 
@@ -51,7 +54,7 @@ def auth_token() -> tuple[str | None, str]:
     if os.path.exists(default):
         with open(default, encoding="utf-8") as f:
             return f.read().strip() or None, default
-    return None, "no token"
+    return None, NO_TOKEN
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -75,7 +78,9 @@ def api_errors(address: str, source: str = "", job_id: str | None = None) -> Ite
     try:
         yield
     except AuthenticationError as exc:
-        if "Authentication required" in str(exc):
+        # With no token of ours, Ray's client may still send one it cached in this process (an
+        # embedded ray.init earlier): the cluster's refusal then still means "no token found".
+        if "Authentication required" in str(exc) or source == NO_TOKEN:
             raise JobsApiError(f"the Ray cluster at {address} requires an auth token and none was found: "
                                f"{TOKEN_HELP}") from None
         raise JobsApiError(f"the Ray cluster at {address} rejected the auth token from {source}: "

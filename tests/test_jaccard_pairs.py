@@ -46,3 +46,15 @@ def test_unique_pairs_orders_and_dedups_like_a_row_unique():
     want = np.unique(np.stack([lo, hi], axis=1)[lo != hi], axis=0)
     assert np.array_equal(unique_pairs(pairs), want)
     assert unique_pairs(np.array([[3, 3]])).shape == (0, 2)
+
+
+def test_sorted_unique_and_unique_pairs_match_numpy():
+    from filters.dedup.union_find import sorted_unique, unique_pairs
+
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 2, 17, 5000):
+        values = rng.integers(-50, 50, size=n)
+        assert np.array_equal(sorted_unique(values), np.unique(values))
+        pairs = rng.integers(0, 40, size=(n, 2))
+        expected = np.unique(np.sort(pairs, axis=1)[pairs[:, 0] != pairs[:, 1]], axis=0).reshape(-1, 2)
+        assert np.array_equal(unique_pairs(pairs), expected)

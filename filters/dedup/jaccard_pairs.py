@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from filters.dedup.shingles import jaccard
+from filters.dedup.union_find import sorted_unique
 
 SMALL = 16  # sets up to this many shingles are compared as a padded matrix
 _BLOCK_CELLS = 1 << 24  # pairs per block x SMALL x SMALL booleans (16 MB)
@@ -33,7 +34,7 @@ def jaccard_pairs(values: np.ndarray, offsets: np.ndarray, pairs: np.ndarray) ->
     if not len(idx):
         return out
     # The sets involved, padded to SMALL columns; ``valid`` marks real elements.
-    sets = np.unique(pairs[idx])
+    sets = sorted_unique(pairs[idx])
     width = int(lens[sets].max())
     col = np.arange(width)
     valid = col[None, :] < lens[sets][:, None]

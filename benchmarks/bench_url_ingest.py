@@ -152,8 +152,11 @@ def main() -> None:
     parser.add_argument("--img2dataset", default="/tmp/i2d-venv/bin/img2dataset")
     parser.add_argument("--skip-img2dataset", action="store_true")
     parser.add_argument("--repeats", type=int, default=1, help="rounds of both tools, alternating who goes first")
-    parser.add_argument("--partition-size", type=int, default=250,
-                        help="URLs per Tessera partition (250: the size of img2dataset's shards here)")
+    # 500: each of the 2 workers gets 2 partitions. A partition ends only when its permanent-5xx
+    # URLs have used up their retries (~3 s of backoff); 500 URLs of decode work hide that wait,
+    # 250 did not (workers then sat ~10 s waiting on fetches). img2dataset keeps 250 per shard
+    # so both of its processes get shards (its own default is 10,000).
+    parser.add_argument("--partition-size", type=int, default=500, help="URLs per Tessera partition")
     args = parser.parse_args()
     os.makedirs(args.work, exist_ok=True)
     t0 = time.perf_counter()

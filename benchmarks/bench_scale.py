@@ -162,11 +162,17 @@ def million(args) -> None:
         json.dump(result, f, indent=2)
     print(f"\n{args.count} samples, {ingest.partitions} partitions ({ingest.partitions_skipped} already done), "
           f"workdir {work}, load average at end {result['loadavg_end']}")
-    print("| stage | seconds | driver RSS GiB | all processes RSS GiB | all processes PSS GiB | processes |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['stage']} | {r['seconds']} | {r['driver_rss_gib']} | {r['all_rss_gib']} | "
-              f"{r['all_pss_gib']} | {r['processes']} |")
+    print_table(["stage", "seconds", "driver RSS GiB", "all processes RSS GiB", "all processes PSS GiB", "processes"],
+                [[r["stage"], r["seconds"], r["driver_rss_gib"], r["all_rss_gib"], r["all_pss_gib"], r["processes"]]
+                 for r in rows])
+
+
+def print_table(header: list[str], rows: list[list]) -> None:
+    """A Markdown table, as docs/benchmarks.md takes it."""
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(str(v) for v in row) + " |")
 
 
 def _direct(spec) -> float:
@@ -215,10 +221,9 @@ def scaling(args) -> None:
         json.dump(results, f, indent=2)
     print(f"\n{args.count} synthetic samples, partitions of {args.partition_size}; "
           f"load average at end {open('/proc/loadavg').read().split()[:3]}")
-    print("| run | workers | ingest s | samples/s | whole job s (with list + dedup) | load avg |")
-    print("|---|---|---|---|---|---|")
-    for r in results:
-        print(f"| {r['run']} | {r['workers']} | {r['ingest_s']} | {r['samples_per_s']} | {r['total_s']} | {r['loadavg']:.1f} |")
+    print_table(["run", "workers", "ingest s", "samples/s", "whole job s (with list + dedup)", "load avg"],
+                [[r["run"], r["workers"], r["ingest_s"], r["samples_per_s"], r["total_s"], f"{r['loadavg']:.1f}"]
+                 for r in results])
     shutil.rmtree(work)
 
 

@@ -110,6 +110,31 @@ def test_resume_after_a_crash_reproduces_the_losses(train_data, uninterrupted, t
     assert losses(read_log(str(tmp_path / "train_log.jsonl"))) == losses(expected)
 
 
+def test_bf16_autocast_trains_close_to_fp32(train_data, uninterrupted, tmp_path, monkeypatch):
+    """precision: bf16 is the GPU default; torch's CPU autocast runs the same code path here.
+    Losses must differ from float32 (autocast really engaged) yet stay close (nothing broke:
+    masks, loss weights and optimizer state work under bf16 compute)."""
+    import jobs.train_loop as loop
+
+    _, _, fp32_log = uninterrupted
+    seen = []
+    real = loop.weighted_loss_sum
+
+    def spy(model, batch, attn, mask_dtype):
+        loss = real(model, batch, attn, mask_dtype)
+        seen.append((mask_dtype, torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+        return loss
+
+    monkeypatch.setattr(loop, "weighted_loss_sum", spy)
+    run_train(parse_train_config(two_stage_config(tmp_path, train_data["shards"], precision="bf16")))
+    bf16_log = read_log(str(tmp_path / "train_log.jsonl"))
+    assert seen and all(s == (torch.bfloat16, True, torch.bfloat16) for s in seen)
+    assert [(r["stage"], r["step"]) for r in bf16_log] == [(r["stage"], r["step"]) for r in fp32_log]
+    pairs = [(a["loss"], b["loss"]) for a, b in zip(bf16_log, fp32_log)]
+    assert any(a != b for a, b in pairs)
+    assert all(abs(a - b) <= 0.05 * abs(b) for a, b in pairs), pairs
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["ddp", "fsdp"])
 def test_two_gloo_processes_match_one_process(train_data, uninterrupted, tmp_path, mode):

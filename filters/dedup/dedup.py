@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from filters.dedup.exact import text_hash
 from filters.dedup.minhash import near_duplicate_text_pairs
@@ -73,52 +74,144 @@ class DedupConfig:
         return m.group(1) if m else None
 
 
-def _groups_of(keys: list) -> np.ndarray:
-    """Dense group id per item for hashable keys; None -> -1 (no signal)."""
-    ids: dict = {}
-    out = np.full(len(keys), -1, dtype=np.int64)
-    for i, k in enumerate(keys):
-        if k is not None:
-            out[i] = ids.setdefault(k, len(ids))
+def _groups_of(keys) -> np.ndarray:
+    """Dense group id per row of equal keys; -1 where ``valid`` is false (no signal).
+
+    ``keys`` is an (n, k) integer array (one row per item) or a list of hashable keys
+    (None -> -1). Group ids are arbitrary; only which items share one matters.
+    """
+    if isinstance(keys, list):
+        ids: dict = {}
+        out = np.full(len(keys), -1, dtype=np.int64)
+        for i, k in enumerate(keys):
+            if k is not None:
+                out[i] = ids.setdefault(k, len(ids))
+        return out
+    keys = np.asarray(keys)
+    out = np.empty(len(keys), dtype=np.int64)
+    if len(keys) == 0:
+        return out
+    keys = keys.reshape(len(keys), -1)
+    order = np.lexsort(keys.T[::-1])
+    sk = keys[order]
+    new = np.r_[True, (sk[1:] != sk[:-1]).any(axis=1)]
+    out[order] = np.cumsum(new) - 1
     return out
 
 
-def signal_pairs(
-    sha_lists: list, phash_lists: list, texts: list, config: DedupConfig
-) -> dict[str, np.ndarray]:
-    """Edges (i, j) of each signal, over items already in preference order.
+def _flat(column) -> pa.Array:
+    """One contiguous Arrow array (zero-copy for a single chunk)."""
+    if isinstance(column, pa.ChunkedArray):
+        return column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    return column if isinstance(column, pa.Array) else pa.array(column)
 
-    Only connectivity matters here, so identical-key groups are stars, not cliques.
+
+def _list_layout(lists: pa.Array) -> tuple[np.ndarray, np.ndarray, pa.Array]:
+    """(start into ``values``, length) per row of a list array (null list: length 0), and values."""
+    lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy().astype(np.int64)
+    starts = lists.offsets.to_numpy()[:-1].astype(np.int64)
+    return starts, lengths, lists.values
+
+
+def media_groups(sha_lists) -> np.ndarray:
+    """exact_media group per row: equal lists of sha256 (in order); -1 for no media."""
+    starts, lengths, values = _list_layout(_flat(sha_lists))
+    group = np.full(len(lengths), -1, dtype=np.int64)
+    if not lengths.any():
+        return group
+    # Each distinct sha string becomes an integer, so a row is a short integer vector.
+    elem = pc.dictionary_encode(values, null_encoding="encode").indices.to_numpy().astype(np.int64)
+    base = 0
+    for length in np.unique(lengths[lengths > 0]):
+        rows = np.flatnonzero(lengths == length)
+        mat = elem[starts[rows, None] + np.arange(length)]
+        local = _groups_of(mat)
+        group[rows] = base + local
+        base += int(local.max()) + 1
+    return group
+
+
+_HASH_BLOCK = 1 << 16  # texts normalised and hashed at a time (bounded Python objects)
+
+
+def text_groups(texts) -> np.ndarray:
+    """exact_text group per row: equal ``text_hash``; -1 where the normalised text is empty.
+
+    ``text_hash`` (Unicode normalisation) runs once per *distinct* text, a block at a
+    time, and keeps only its 32-byte digest.
+    """
+    enc = pc.dictionary_encode(_flat(texts))
+    dictionary, indices = enc.dictionary, enc.indices
+    digests = np.zeros((len(dictionary), 4), dtype=np.uint64)
+    empty = np.zeros(len(dictionary), dtype=bool)
+    for s in range(0, len(dictionary), _HASH_BLOCK):
+        block = dictionary.slice(s, _HASH_BLOCK).to_pylist()
+        hexes = [text_hash(t) for t in block]
+        empty[s : s + len(block)] = [h is None for h in hexes]
+        raw = b"".join(bytes.fromhex(h) if h else bytes(32) for h in hexes)
+        digests[s : s + len(block)] = np.frombuffer(raw, dtype=np.uint64).reshape(-1, 4)
+    dict_group = np.where(empty, -1, _groups_of(digests))
+    idx = pc.fill_null(indices, -1).to_numpy().astype(np.int64)
+    return np.where(idx >= 0, dict_group[np.maximum(idx, 0)] if len(dict_group) else -1, -1)
+
+
+def single_image_hashes(phash_lists) -> tuple[np.ndarray, np.ndarray]:
+    """Rows with exactly one non-null pHash, and those hashes (near_image compares only these)."""
+    starts, lengths, values = _list_layout(_flat(phash_lists))
+    one = np.flatnonzero(lengths == 1)
+    if len(one) == 0:
+        return one, np.empty(0, dtype=np.uint64)
+    at = pa.array(starts[one])
+    valid = pc.is_valid(pc.take(values, at)).to_numpy(zero_copy_only=False)
+    single = one[valid]
+    hashes = pc.take(values, pa.array(starts[single])).to_numpy().astype(np.uint64)
+    return single, hashes
+
+
+def signal_pairs(sha_lists, phash_lists, texts, config: DedupConfig) -> dict[str, np.ndarray]:
+    """Edges (i, j) of each signal over the items as given (Arrow arrays or Python lists).
+
+    Only connectivity matters here, so identical-key groups are stars, not cliques, and
+    the item order does not change the components.
     """
     pairs: dict[str, np.ndarray] = {}
-    media_keys = [tuple(s) if s else None for s in sha_lists]
-    pairs["exact_media"] = group_pairs(_groups_of(media_keys), all_pairs=False)
-    pairs["exact_text"] = group_pairs(_groups_of([text_hash(t) for t in texts]), all_pairs=False)
+    pairs["exact_media"] = group_pairs(media_groups(_as_arrow(sha_lists, pa.list_(pa.string()))), all_pairs=False)
+    texts = _as_arrow(texts, pa.string())
+    pairs["exact_text"] = group_pairs(text_groups(texts), all_pairs=False)
     pairs["near_text"] = near_duplicate_text_pairs(
-        [t or "" for t in texts],
+        texts,
         threshold=config.text_threshold,
         num_perm=config.num_perm,
         ngram=config.text_ngram,
         unit=config.text_unit,
         all_pairs=False,
     )
-    single = np.array(
-        [i for i, p in enumerate(phash_lists) if p is not None and len(p) == 1 and p[0] is not None],
-        dtype=np.int64,
-    )
-    hashes = np.array([phash_lists[i][0] for i in single], dtype=np.uint64)
+    single, hashes = single_image_hashes(_as_arrow(phash_lists, pa.list_(pa.uint64())))
     img = near_duplicate_image_pairs(hashes, config.image_max_distance, all_pairs=False)
     pairs["near_image"] = single[img].reshape(-1, 2)
     return pairs
 
 
-def preference_order(ids: list, order_keys: list, preference: list | None) -> np.ndarray:
-    """Row indices, best representative first: highest preference (nulls last), then earliest."""
-    if preference is None:
-        return np.array(sorted(range(len(ids)), key=lambda i: (order_keys[i], ids[i])), dtype=np.int64)
-    missing = [p is None or p != p for p in preference]  # p != p: NaN counts as missing
-    key = [(m, 0.0 if m else -float(p)) for m, p in zip(missing, preference)]
-    return np.array(sorted(range(len(ids)), key=lambda i: (key[i], order_keys[i], ids[i])), dtype=np.int64)
+def _as_arrow(values, type_: pa.DataType):
+    return values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values, type=type_)
+
+
+def _dense_rank(values) -> np.ndarray:
+    """Rank of each value in ascending order, equal values equal rank (Arrow sort: any type)."""
+    return pc.rank(_flat(values), sort_keys="ascending", tiebreaker="dense").to_numpy().astype(np.int64)
+
+
+def preference_order(ids, order_keys, preference=None) -> np.ndarray:
+    """Row indices, best representative first: highest preference (nulls, NaN last), then earliest
+    (order_key, then sample_id). Arrow arrays or lists; one ``np.lexsort``, no per-row key."""
+    ids = _as_arrow(ids, pa.string())
+    keys = [_dense_rank(ids), _dense_rank(_as_arrow(order_keys, None))]
+    if preference is not None:
+        p = pc.cast(_flat(_as_arrow(preference, pa.float64())), pa.float64())
+        values = pc.fill_null(p, np.nan).to_numpy(zero_copy_only=False)
+        missing = np.isnan(values)
+        keys += [np.where(missing, 0.0, -values), missing]
+    return np.lexsort(keys).astype(np.int64)
 
 
 def dedup_table(table: pa.Table, config: DedupConfig | None = None,
@@ -134,11 +227,11 @@ def dedup_table(table: pa.Table, config: DedupConfig | None = None,
     if missing:
         raise ValueError(f"dedup input lacks columns {missing}")
     n = table.num_rows
-    ids = table.column("sample_id").to_pylist()
-    if len(set(ids)) != n:
+    ids = _flat(table.column("sample_id")).cast(pa.string())
+    if n and pc.count_distinct(ids, mode="all").as_py() != n:
         raise ValueError("sample_id must be unique")
-    order_keys = table.column("order_key").to_pylist()
-    if any(k is None for k in order_keys):
+    order_keys = table.column("order_key")
+    if order_keys.null_count:
         raise ValueError("order_key must not be null")
 
     # Preference order: position p in ``perm`` is the p-th best representative.
@@ -146,38 +239,35 @@ def dedup_table(table: pa.Table, config: DedupConfig | None = None,
     if config.preference_column:
         if "preference" not in table.column_names:
             raise ValueError(f"representative {config.representative!r} needs a preference column")
-        preference = table.column("preference").to_pylist()
-    perm = preference_order(ids, order_keys, preference)
-    shas = table.column("media_sha256").to_pylist()
-    phashes = table.column("media_phash").to_pylist()
-    texts = table.column("text").to_pylist()
-    pairs = signal_pairs(
-        [shas[i] for i in perm], [phashes[i] for i in perm], [texts[i] for i in perm], config
-    )
-
+        preference = table.column("preference")
+    perm = preference_order(ids, order_keys, preference) if n else np.empty(0, np.int64)
     inv = np.empty(n, dtype=np.int64)
     inv[perm] = np.arange(n)
+    # Signals on the input rows as they are (no reordered copy of the columns); only the
+    # components matter, and their labels come from positions in preference order.
+    found = signal_pairs(table.column("media_sha256"), table.column("media_phash"), table.column("text"), config)
+    pairs = {sig: inv[p] for sig, p in found.items()}
     for sig in SIGNALS:
         if sig not in pairs:  # computed by the caller, in input row indices
             given = (extra_pairs or {}).get(sig)
             given = np.empty((0, 2), np.int64) if given is None else np.asarray(given, np.int64).reshape(-1, 2)
             pairs[sig] = inv[given]
-    sorted_ids = np.array([ids[i] for i in perm], dtype=object)
-    columns: dict[str, np.ndarray] = {}
+
+    def cluster_ids(labels: np.ndarray, keep: np.ndarray | None) -> pa.Array:
+        """Representative sample_id per input row (labels are preference positions)."""
+        rep = perm[labels[inv]]
+        mask = None if keep is None else ~keep[inv]
+        return pc.take(ids, pa.array(rep, type=pa.int64(), mask=mask))
+
+    arrays = [ids]
     for sig in SIGNALS:
         labels = connected_components(n, pairs[sig])
-        sizes = component_sizes(labels)
-        columns[f"{sig}_cluster"] = np.where(sizes > 1, sorted_ids[labels], None)
+        arrays.append(cluster_ids(labels, component_sizes(labels) > 1))
     enabled = [pairs[s] for s in config.duplicate_signals]
     all_edges = np.concatenate(enabled) if enabled else np.empty((0, 2), dtype=np.int64)
     labels = connected_components(n, all_edges)
     sizes = component_sizes(labels)
-    columns["dup_cluster"] = sorted_ids[labels]
-    columns["dup_cluster_size"] = sizes.astype(np.int32)
-    columns["is_duplicate"] = (sizes > 1) & (labels != np.arange(n))
-
-    # Back to input row order.
-    arrays = [pa.array(ids, type=pa.string())]
-    for f in list(DEDUP_SCHEMA)[1:]:
-        arrays.append(pa.array(columns[f.name][inv].tolist(), type=f.type))
+    arrays.append(cluster_ids(labels, None))
+    arrays.append(pa.array(sizes[inv].astype(np.int32)))
+    arrays.append(pa.array(((sizes > 1) & (labels != np.arange(n)))[inv]))
     return pa.Table.from_arrays(arrays, schema=DEDUP_SCHEMA)

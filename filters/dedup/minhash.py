@@ -150,7 +150,7 @@ def _band_keys(sig: np.ndarray, bands: int, rows: int) -> list[np.ndarray]:
 
 
 def near_duplicate_text_pairs(
-    texts: list[str],
+    texts,
     threshold: float = 0.8,
     num_perm: int = 128,
     ngram: int = 5,
@@ -161,6 +161,8 @@ def near_duplicate_text_pairs(
 ) -> np.ndarray:
     """Index pairs (i < j) whose exact shingle Jaccard is >= ``threshold``, as (k, 2) int64.
 
+    ``texts``: a list of str or an Arrow string array (``shingle_hashes`` reads its buffers).
+
     LSH (tuned for ``candidate_threshold``, default ``max(threshold - 0.25, 0.3)``)
     proposes candidates; the exact Jaccard decides. Empty texts never match.
     ``all_pairs=False`` returns only enough pairs to connect the same components.
@@ -169,7 +171,7 @@ def near_duplicate_text_pairs(
         raise ValueError("threshold must be in (0, 1]")
     cand_t = max(threshold - 0.25, 0.3) if candidate_threshold is None else candidate_threshold
     hasher = MinHasher(num_perm=num_perm, ngram=ngram, unit=unit, seed=seed)
-    values, off = shingle_hashes(list(texts), ngram, unit)
+    values, off = shingle_hashes(texts, ngram, unit)
     n = len(off) - 1
     if n < 2:
         return np.empty((0, 2), dtype=np.int64)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 _PRIME = np.uint64(0x100000001B3)  # FNV-1a 64-bit prime
 _EMPTY = np.empty(0, dtype=np.uint64)
@@ -80,7 +82,33 @@ def _word_hashes(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _splitmix64(h ^ ((ends - starts).astype(np.uint64) << np.uint64(56))), starts
 
 
-def _token_hashes(texts: list[str], unit: str) -> tuple[np.ndarray, np.ndarray]:
+def _casefolded_utf8(texts) -> tuple[np.ndarray, np.ndarray]:
+    """UTF-8 bytes of all casefolded texts, concatenated, and their n+1 offsets.
+
+    ``texts`` is a list of str (None: empty) or an Arrow string array. For Arrow input
+    the ASCII texts (casefold = ASCII lowercase there) are lowered by an Arrow kernel
+    and the bytes are read off its buffers: only non-ASCII texts become Python str.
+    """
+    if not isinstance(texts, (pa.Array, pa.ChunkedArray)):
+        enc = [t.casefold().encode("utf-8") if t else b"" for t in texts]
+        off = np.r_[0, np.cumsum([len(e) for e in enc], dtype=np.int64)].astype(np.int64)
+        return np.frombuffer(b"".join(enc), dtype=np.uint8), off
+    arr = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+    arr = pc.fill_null(arr.cast(pa.large_string()), "")
+    lowered = pc.ascii_lower(arr)
+    other = pc.invert(pc.string_is_ascii(arr))
+    if pc.any(other).as_py():
+        folded = [t.casefold() for t in arr.filter(other).to_pylist()]
+        lowered = pc.replace_with_mask(lowered, other, pa.array(folded, pa.large_string()))
+    if isinstance(lowered, pa.ChunkedArray):
+        lowered = lowered.combine_chunks()
+    _, obuf, dbuf = lowered.buffers()
+    off = np.frombuffer(obuf, dtype=np.int64)[lowered.offset : lowered.offset + len(lowered) + 1]
+    data = np.frombuffer(dbuf, dtype=np.uint8) if dbuf is not None else np.empty(0, np.uint8)
+    return data[off[0] : off[-1]], off - off[0]
+
+
+def _token_hashes(texts, unit: str) -> tuple[np.ndarray, np.ndarray]:
     """Concatenated uint64 token hashes of all texts and the token count per text.
 
     Words: casefolded texts are joined (NUL-separated) into UTF-8 byte buffers of
@@ -91,17 +119,21 @@ def _token_hashes(texts: list[str], unit: str) -> tuple[np.ndarray, np.ndarray]:
     equally in every batch and process.
     """
     if unit == "word":
-        enc = [t.casefold().encode("utf-8") if t else b"" for t in texts]
-        counts = np.zeros(len(texts), dtype=np.int64)
+        data, off = _casefolded_utf8(texts)
+        n = len(off) - 1
+        counts = np.zeros(n, dtype=np.int64)
         out = []
+        # Document i starts at off[i] + i in the NUL-separated stream.
+        stream_end = off[1:] + np.arange(1, n + 1)
         i = 0
-        while i < len(enc):
-            j, size = i, 0
-            while j < len(enc) and (j == i or size + len(enc[j]) < _CHUNK_BYTES):
-                size += len(enc[j]) + 1
-                j += 1
-            doc_start = np.cumsum([0] + [len(e) + 1 for e in enc[i : j - 1]])
-            buf = np.frombuffer(b"\x00".join(enc[i:j]) + b"\x00", dtype=np.uint8)
+        while i < n:
+            base = off[i] + i
+            j = max(i + 1, int(np.searchsorted(stream_end, base + _CHUNK_BYTES, side="left")))
+            j = min(j, n)
+            doc_start = off[i:j] - off[i] + np.arange(j - i)
+            buf = np.zeros(int(off[j] - off[i]) + (j - i), dtype=np.uint8)  # NUL after each text
+            pos = np.arange(off[i], off[j]) - off[i]
+            buf[pos + np.repeat(np.arange(j - i), np.diff(off[i : j + 1]))] = data[off[i] : off[j]]
             h, starts = _word_hashes(buf)
             doc = np.searchsorted(doc_start, starts, side="right") - 1
             counts[i:j] = np.bincount(doc, minlength=j - i)
@@ -109,6 +141,8 @@ def _token_hashes(texts: list[str], unit: str) -> tuple[np.ndarray, np.ndarray]:
             i = j
         return (np.concatenate(out) if out else _EMPTY.copy()), counts
     if unit == "char":
+        if isinstance(texts, (pa.Array, pa.ChunkedArray)):
+            texts = texts.to_pylist()
         norm = [" ".join(t.casefold().split()) if t else "" for t in texts]
         counts = np.fromiter((len(t) for t in norm), dtype=np.int64, count=len(norm))
         cps = np.frombuffer("".join(norm).encode("utf-32-le"), dtype=np.uint32)
@@ -116,15 +150,18 @@ def _token_hashes(texts: list[str], unit: str) -> tuple[np.ndarray, np.ndarray]:
     raise ValueError(f"unit must be 'word' or 'char', got {unit!r}")
 
 
-def shingle_hashes(texts: list[str], ngram: int = 5, unit: str = "word") -> tuple[np.ndarray, np.ndarray]:
+def shingle_hashes(texts, ngram: int = 5, unit: str = "word") -> tuple[np.ndarray, np.ndarray]:
     """Shingle hashes of a batch: (concatenated uint64 values, offsets of length n+1).
 
+    ``texts``: a list of str or an Arrow string array (read off its buffers).
     Values are in document order, not de-duplicated. A text with 1..ngram-1 tokens
     gives one shingle of all its tokens; an empty text gives none.
     """
     if ngram < 1:
         raise ValueError("ngram must be >= 1")
-    tok, counts = _token_hashes(list(texts), unit)
+    if not isinstance(texts, (pa.Array, pa.ChunkedArray)):
+        texts = list(texts)
+    tok, counts = _token_hashes(texts, unit)
     tok_off = np.r_[0, np.cumsum(counts)]
     n_sh = np.where(counts >= ngram, counts - ngram + 1, np.minimum(counts, 1))
     sh_off = np.r_[0, np.cumsum(n_sh)]

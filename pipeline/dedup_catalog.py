@@ -109,15 +109,17 @@ def dedup_dataset(ds: Dataset, config: DedupConfig) -> dict:
                       list_transform(media, lambda m: m.sha256) AS media_sha256,
                       list_transform(media, lambda m: m.phash) AS media_phash,
                       text
-               FROM samples_base ORDER BY sample_id"""
-        ).to_arrow_table()
+               FROM samples_base"""
+        ).to_arrow_table()  # no ORDER BY: DuckDB's sort of these columns doubled the peak memory
         if pref:
             names = [r[0] for r in con.sql("DESCRIBE samples").fetchall()]
             if pref not in names:
                 raise ValueError(f"representative best:{pref}: the samples view has no column {pref!r} "
                                  "(run its scorer first)")
-            values = con.sql(f'SELECT CAST("{pref}" AS DOUBLE) AS preference FROM samples ORDER BY sample_id')
-            table = table.append_column("preference", values.to_arrow_table().column("preference"))
+            values = con.sql(f'SELECT sample_id, CAST("{pref}" AS DOUBLE) AS preference FROM samples')
+            values = values.to_arrow_table()
+            at = pc.index_in(table.column("sample_id"), value_set=values.column("sample_id"))
+            table = table.append_column("preference", pc.take(values.column("preference"), at))
     # Arrow kernels, not Python lists: at 1M samples each per-row list costs ~100 MB.
     jobs = list(order)
     position = pc.index_in(table.column("job_id"), value_set=pa.array(jobs, pa.string()))
@@ -128,5 +130,8 @@ def dedup_dataset(ds: Dataset, config: DedupConfig) -> dict:
     table = table.drop_columns(["job_id"]).append_column("order_key", order_key)
     pairs = embedding_pairs(ds, config, table.column("sample_id"))
     result = dedup_table(table, config, extra_pairs={"near_embedding": pairs})
+    del table
+    # The result does not depend on the input row order; the file is in sample_id order.
+    result = result.take(pc.sort_indices(result.column("sample_id")))
     storage.atomic_write_parquet(ds.dedup_file, result)
     return {"samples": result.num_rows, "duplicates": int(pc.sum(result.column("is_duplicate")).as_py() or 0)}

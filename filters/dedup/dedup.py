@@ -75,10 +75,11 @@ class DedupConfig:
 
 
 def _groups_of(keys) -> np.ndarray:
-    """Dense group id per row of equal keys; -1 where ``valid`` is false (no signal).
+    """Dense group id per item of equal keys.
 
-    ``keys`` is an (n, k) integer array (one row per item) or a list of hashable keys
-    (None -> -1). Group ids are arbitrary; only which items share one matters.
+    ``keys`` is an (n, k) integer array (one row per item; one lexsort) or a list of
+    hashable keys (None -> -1, no signal). Group ids are arbitrary; only which items
+    share one matters.
     """
     if isinstance(keys, list):
         ids: dict = {}
@@ -106,26 +107,46 @@ def _flat(column) -> pa.Array:
     return column if isinstance(column, pa.Array) else pa.array(column)
 
 
-def _list_layout(lists: pa.Array) -> tuple[np.ndarray, np.ndarray, pa.Array]:
-    """(start into ``values``, length) per row of a list array (null list: length 0), and values."""
-    lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy().astype(np.int64)
-    starts = lists.offsets.to_numpy()[:-1].astype(np.int64)
-    return starts, lengths, lists.values
+def _chunks(column) -> list[pa.Array]:
+    if isinstance(column, pa.ChunkedArray):
+        return column.chunks
+    return [column if isinstance(column, pa.Array) else pa.array(column)]
+
+
+def _list_layout(lists) -> tuple[np.ndarray, np.ndarray, pa.ChunkedArray]:
+    """(start into ``values``, length) per row of a (chunked) list array, null list: length 0,
+    and the rows' values concatenated as a chunked array (no copy of the column)."""
+    starts, lengths, values, base = [], [], [], 0
+    for chunk in _chunks(lists):
+        off = chunk.offsets.to_numpy().astype(np.int64)
+        lengths.append(pc.fill_null(pc.list_value_length(chunk), 0).to_numpy().astype(np.int64))
+        starts.append(off[:-1] - off[0] + base)
+        values.append(chunk.values.slice(off[0], off[-1] - off[0]))
+        base += int(off[-1] - off[0])
+    if not values:
+        return np.empty(0, np.int64), np.empty(0, np.int64), pa.chunked_array([], pa.null())
+    return np.concatenate(starts), np.concatenate(lengths), pa.chunked_array(values, values[0].type)
+
+
+def _indices(encoded) -> np.ndarray:
+    """Dictionary indices of a (chunked) dictionary_encode result as int64, null -> -1.
+    The chunks of one ``dictionary_encode`` call share one dictionary."""
+    parts = [pc.fill_null(c.indices, -1).to_numpy().astype(np.int64) for c in _chunks(encoded)]
+    return np.concatenate(parts) if parts else np.empty(0, np.int64)
 
 
 def media_groups(sha_lists) -> np.ndarray:
     """exact_media group per row: equal lists of sha256 (in order); -1 for no media."""
-    starts, lengths, values = _list_layout(_flat(sha_lists))
+    starts, lengths, values = _list_layout(sha_lists)
     group = np.full(len(lengths), -1, dtype=np.int64)
     if not lengths.any():
         return group
     # Each distinct sha string becomes an integer, so a row is a short integer vector.
-    elem = pc.dictionary_encode(values, null_encoding="encode").indices.to_numpy().astype(np.int64)
+    elem = _indices(pc.dictionary_encode(values, null_encoding="encode"))
     base = 0
     for length in np.unique(lengths[lengths > 0]):
         rows = np.flatnonzero(lengths == length)
-        mat = elem[starts[rows, None] + np.arange(length)]
-        local = _groups_of(mat)
+        local = _groups_of(elem[starts[rows, None] + np.arange(length)])
         group[rows] = base + local
         base += int(local.max()) + 1
     return group
@@ -140,8 +161,13 @@ def text_groups(texts) -> np.ndarray:
     ``text_hash`` (Unicode normalisation) runs once per *distinct* text, a block at a
     time, and keeps only its 32-byte digest.
     """
-    enc = pc.dictionary_encode(_flat(texts))
-    dictionary, indices = enc.dictionary, enc.indices
+    enc = pc.dictionary_encode(texts if isinstance(texts, pa.ChunkedArray) else _flat(texts))
+    idx = _indices(enc)
+    if isinstance(enc, pa.ChunkedArray):  # the last chunk's dictionary holds every value
+        dictionary = enc.chunks[-1].dictionary if enc.num_chunks else pa.array([], pa.string())
+    else:
+        dictionary = enc.dictionary
+    del enc
     digests = np.zeros((len(dictionary), 4), dtype=np.uint64)
     empty = np.zeros(len(dictionary), dtype=bool)
     for s in range(0, len(dictionary), _HASH_BLOCK):
@@ -151,20 +177,19 @@ def text_groups(texts) -> np.ndarray:
         raw = b"".join(bytes.fromhex(h) if h else bytes(32) for h in hexes)
         digests[s : s + len(block)] = np.frombuffer(raw, dtype=np.uint64).reshape(-1, 4)
     dict_group = np.where(empty, -1, _groups_of(digests))
-    idx = pc.fill_null(indices, -1).to_numpy().astype(np.int64)
     return np.where(idx >= 0, dict_group[np.maximum(idx, 0)] if len(dict_group) else -1, -1)
 
 
 def single_image_hashes(phash_lists) -> tuple[np.ndarray, np.ndarray]:
     """Rows with exactly one non-null pHash, and those hashes (near_image compares only these)."""
-    starts, lengths, values = _list_layout(_flat(phash_lists))
+    starts, lengths, values = _list_layout(phash_lists)
     one = np.flatnonzero(lengths == 1)
     if len(one) == 0:
         return one, np.empty(0, dtype=np.uint64)
-    at = pa.array(starts[one])
-    valid = pc.is_valid(pc.take(values, at)).to_numpy(zero_copy_only=False)
+    first = pc.take(values, pa.array(starts[one])).combine_chunks()
+    valid = pc.is_valid(first).to_numpy(zero_copy_only=False)
     single = one[valid]
-    hashes = pc.take(values, pa.array(starts[single])).to_numpy().astype(np.uint64)
+    hashes = pc.fill_null(first, 0).to_numpy(zero_copy_only=False).astype(np.uint64)[valid]
     return single, hashes
 
 
@@ -198,7 +223,8 @@ def _as_arrow(values, type_: pa.DataType):
 
 def _dense_rank(values) -> np.ndarray:
     """Rank of each value in ascending order, equal values equal rank (Arrow sort: any type)."""
-    return pc.rank(_flat(values), sort_keys="ascending", tiebreaker="dense").to_numpy().astype(np.int64)
+    values = values if isinstance(values, pa.ChunkedArray) else _flat(values)
+    return pc.rank(values, sort_keys="ascending", tiebreaker="dense").to_numpy().astype(np.int64)
 
 
 def preference_order(ids, order_keys, preference=None) -> np.ndarray:

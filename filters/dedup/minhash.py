@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from filters.dedup.jaccard_pairs import jaccard_pairs
-from filters.dedup.shingles import _PRIME, _splitmix64, shingle_hashes, unique_sets
+from filters.dedup.shingles import _PRIME, _splitmix64, shingle_hashes, unique_shingle_sets
 from filters.dedup.union_find import (
     expand_group_pairs,
     group_heads,
@@ -57,7 +57,7 @@ class MinHasher:
 
     def shingle_sets(self, texts: list[str]) -> list[np.ndarray]:
         """Per text, its sorted unique shingle hashes (the exact sets Jaccard is computed on)."""
-        uvals, uoff = unique_sets(*shingle_hashes(texts, self.ngram, self.unit))
+        uvals, uoff = unique_shingle_sets(texts, self.ngram, self.unit)
         return [uvals[uoff[i] : uoff[i + 1]] for i in range(len(uoff) - 1)]
 
     def signatures(self, texts: list[str]) -> np.ndarray:
@@ -171,15 +171,15 @@ def near_duplicate_text_pairs(
         raise ValueError("threshold must be in (0, 1]")
     cand_t = max(threshold - 0.25, 0.3) if candidate_threshold is None else candidate_threshold
     hasher = MinHasher(num_perm=num_perm, ngram=ngram, unit=unit, seed=seed)
-    values, off = shingle_hashes(texts, ngram, unit)
-    n = len(off) - 1
+    if not hasattr(texts, "slice"):  # a list, tuple or iterable of str (else an Arrow array)
+        texts = list(texts)
+    n = len(texts)
     if n < 2:
         return np.empty((0, 2), dtype=np.int64)
 
     # Exact shingle sets, and identical sets collapsed into groups (group ids in order of
     # first appearance; each group is represented by its first document's set).
-    uvals, uoff = unique_sets(values, off)
-    del values
+    uvals, uoff = unique_shingle_sets(texts, ngram, unit)
     group, heads = _identical_sets(uvals, uoff)
     n_groups = len(heads)
     gpairs = np.empty((0, 2), dtype=np.int64)
@@ -188,6 +188,7 @@ def near_duplicate_text_pairs(
         goff = np.r_[0, np.cumsum(lens)]
         # The head documents' sets, concatenated: one gather, no per-set Python objects.
         gvals = uvals[np.repeat(uoff[heads] - goff[:-1], lens) + np.arange(int(goff[-1]))]
+        del uvals, uoff  # only the head sets are needed from here on
         bands, rows = lsh_params(num_perm, cand_t)
         # Signatures a block of groups at a time, kept only as band keys: (bands x groups)
         # uint64 instead of the (groups x num_perm) signature matrix (1M x 128 x 4 bytes).

@@ -94,16 +94,17 @@ def _casefolded_utf8(texts) -> tuple[np.ndarray, np.ndarray]:
         off = np.r_[0, np.cumsum([len(e) for e in enc], dtype=np.int64)].astype(np.int64)
         return np.frombuffer(b"".join(enc), dtype=np.uint8), off
     arr = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
-    arr = pc.fill_null(arr.cast(pa.large_string()), "")
+    if arr.null_count:
+        arr = pc.fill_null(arr, "")
     lowered = pc.ascii_lower(arr)
     other = pc.invert(pc.string_is_ascii(arr))
     if pc.any(other).as_py():
         folded = [t.casefold() for t in arr.filter(other).to_pylist()]
-        lowered = pc.replace_with_mask(lowered, other, pa.array(folded, pa.large_string()))
-    if isinstance(lowered, pa.ChunkedArray):
-        lowered = lowered.combine_chunks()
+        lowered = pc.replace_with_mask(lowered, other, pa.array(folded, lowered.type))
     _, obuf, dbuf = lowered.buffers()
-    off = np.frombuffer(obuf, dtype=np.int64)[lowered.offset : lowered.offset + len(lowered) + 1]
+    wide = pa.types.is_large_string(lowered.type)
+    off = np.frombuffer(obuf, dtype=np.int64 if wide else np.int32)[lowered.offset : lowered.offset + len(lowered) + 1]
+    off = off.astype(np.int64)
     data = np.frombuffer(dbuf, dtype=np.uint8) if dbuf is not None else np.empty(0, np.uint8)
     return data[off[0] : off[-1]], off - off[0]
 
@@ -190,24 +191,51 @@ def shingle_hashes(texts, ngram: int = 5, unit: str = "word") -> tuple[np.ndarra
     return _splitmix64(h ^ lens.astype(np.uint64)), sh_off
 
 
-def unique_sets(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def unique_sets(values: np.ndarray, offsets: np.ndarray, doc_bits: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-document sorted unique shingle hashes for a whole batch with one sort.
 
-    Each hash is packed with its document number in the top bits (``ceil(log2 n)``
-    bits; the hash keeps the rest, >= 44 bits for a million documents), so one
-    ``np.sort`` groups by document and sorts within it. Returns (values, offsets) in
-    the same layout as the input; slices are the exact shingle sets.
+    Each hash is packed with its document number in the top bits (``doc_bits``, by
+    default ``ceil(log2 n)``; the hash keeps the rest, >= 44 bits for a million
+    documents), so one ``np.sort`` groups by document and sorts within it. Returns
+    (values, offsets) in the same layout as the input; slices are the exact shingle sets.
     """
     n = len(offsets) - 1
-    db = max(1, (n - 1).bit_length())
+    db = max(1, (n - 1).bit_length()) if doc_bits is None else doc_bits
+    if n > 1 << db:
+        raise ValueError(f"{n} documents do not fit in doc_bits={db}")
     hb = np.uint64(64 - db)
     doc = np.repeat(np.arange(n, dtype=np.uint64), np.diff(offsets))
     key = (doc << hb) | (values >> np.uint64(db))
+    del doc
     key.sort()
     keep = np.r_[True, key[1:] != key[:-1]] if len(key) else np.zeros(0, dtype=bool)
     key = key[keep]
     uoff = np.searchsorted(key >> hb, np.arange(n + 1, dtype=np.uint64), side="left")
-    return key & np.uint64((1 << int(hb)) - 1), uoff.astype(np.int64)
+    key &= np.uint64((1 << int(hb)) - 1)
+    return key, uoff.astype(np.int64)
+
+
+_SET_BLOCK = 1 << 16  # documents shingled and de-duplicated at a time
+
+
+def unique_shingle_sets(texts, ngram: int = 5, unit: str = "word") -> tuple[np.ndarray, np.ndarray]:
+    """``unique_sets(*shingle_hashes(texts, ngram, unit))``, a block of documents at a time.
+
+    Sets are per document, so blocks give the same values (the document bits are those
+    of the whole batch); only the sets are kept, not every block's tokens and shingles.
+    """
+    if not isinstance(texts, (pa.Array, pa.ChunkedArray)):
+        texts = list(texts)
+    n = len(texts)
+    db = max(1, (n - 1).bit_length())
+    vals, offs, base = [], [np.zeros(1, dtype=np.int64)], 0
+    for s in range(0, n, _SET_BLOCK):
+        block = texts.slice(s, _SET_BLOCK) if isinstance(texts, (pa.Array, pa.ChunkedArray)) else texts[s : s + _SET_BLOCK]
+        v, o = unique_sets(*shingle_hashes(block, ngram, unit), doc_bits=db)
+        vals.append(v)
+        offs.append(o[1:] + base)
+        base += int(o[-1])
+    return (np.concatenate(vals) if vals else _EMPTY.copy()), np.concatenate(offs)
 
 
 def shingles(text: str, ngram: int = 5, unit: str = "word") -> np.ndarray:

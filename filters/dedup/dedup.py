@@ -94,8 +94,11 @@ def _groups_of(keys) -> np.ndarray:
         return out
     keys = keys.reshape(len(keys), -1)
     order = np.lexsort(keys.T[::-1])
-    sk = keys[order]
-    new = np.r_[True, (sk[1:] != sk[:-1]).any(axis=1)]
+    new = np.zeros(len(keys), dtype=bool)
+    new[0] = True
+    for c in range(keys.shape[1]):  # a column at a time: no sorted copy of the whole matrix
+        col = keys[order, c]
+        new[1:] |= col[1:] != col[:-1]
     out[order] = np.cumsum(new) - 1
     return out
 
@@ -135,6 +138,39 @@ def _indices(encoded) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty(0, np.int64)
 
 
+def _fixed_width_words(values: pa.ChunkedArray) -> np.ndarray | None:
+    """The strings as an (n, k) uint64 matrix of their bytes when all are non-null and of one
+    byte length (sha256 hex digests), read off the data buffers; else None."""
+    values = pc.cast(values, pa.string()) if pa.types.is_large_string(values.type) else values
+    if not pa.types.is_string(values.type) or values.null_count or len(values) == 0:
+        return None
+    lengths = pc.binary_length(values)
+    width = pc.min_max(lengths).as_py()
+    if width["min"] != width["max"] or not width["min"]:
+        return None
+    width = width["min"]
+    k = -(-width // 8)
+    out = np.zeros((len(values), k * 8), dtype=np.uint8)
+    row = 0
+    for chunk in values.chunks:
+        if len(chunk) == 0:
+            continue
+        _, obuf, dbuf = chunk.buffers()
+        off = np.frombuffer(obuf, dtype=np.int32)[chunk.offset : chunk.offset + len(chunk) + 1]
+        data = np.frombuffer(dbuf, dtype=np.uint8)[off[0] : off[-1]]
+        out[row : row + len(chunk), :width] = data.reshape(len(chunk), width)
+        row += len(chunk)
+    return out.view(np.uint64)
+
+
+def _string_ids(values: pa.ChunkedArray) -> np.ndarray:
+    """Dense id per string of equal values (null is one value of its own)."""
+    words = _fixed_width_words(values)
+    if words is not None:  # one lexsort of the bytes: no hash table of a million strings
+        return _groups_of(words)
+    return _indices(pc.dictionary_encode(values, null_encoding="encode"))
+
+
 def media_groups(sha_lists) -> np.ndarray:
     """exact_media group per row: equal lists of sha256 (in order); -1 for no media."""
     starts, lengths, values = _list_layout(sha_lists)
@@ -142,7 +178,7 @@ def media_groups(sha_lists) -> np.ndarray:
     if not lengths.any():
         return group
     # Each distinct sha string becomes an integer, so a row is a short integer vector.
-    elem = _indices(pc.dictionary_encode(values, null_encoding="encode"))
+    elem = _string_ids(values)
     base = 0
     for length in np.unique(lengths[lengths > 0]):
         rows = np.flatnonzero(lengths == length)
@@ -158,26 +194,19 @@ _HASH_BLOCK = 1 << 16  # texts normalised and hashed at a time (bounded Python o
 def text_groups(texts) -> np.ndarray:
     """exact_text group per row: equal ``text_hash``; -1 where the normalised text is empty.
 
-    ``text_hash`` (Unicode normalisation) runs once per *distinct* text, a block at a
-    time, and keeps only its 32-byte digest.
+    ``text_hash`` (Unicode normalisation) runs a block of rows at a time and keeps only
+    its 32-byte digest: no hash table or list of a million texts.
     """
-    enc = pc.dictionary_encode(texts if isinstance(texts, pa.ChunkedArray) else _flat(texts))
-    idx = _indices(enc)
-    if isinstance(enc, pa.ChunkedArray):  # the last chunk's dictionary holds every value
-        dictionary = enc.chunks[-1].dictionary if enc.num_chunks else pa.array([], pa.string())
-    else:
-        dictionary = enc.dictionary
-    del enc
-    digests = np.zeros((len(dictionary), 4), dtype=np.uint64)
-    empty = np.zeros(len(dictionary), dtype=bool)
-    for s in range(0, len(dictionary), _HASH_BLOCK):
-        block = dictionary.slice(s, _HASH_BLOCK).to_pylist()
+    n = len(texts)
+    digests = np.zeros((n, 4), dtype=np.uint64)
+    empty = np.zeros(n, dtype=bool)
+    for s in range(0, n, _HASH_BLOCK):
+        block = texts.slice(s, _HASH_BLOCK).to_pylist()
         hexes = [text_hash(t) for t in block]
         empty[s : s + len(block)] = [h is None for h in hexes]
         raw = b"".join(bytes.fromhex(h) if h else bytes(32) for h in hexes)
         digests[s : s + len(block)] = np.frombuffer(raw, dtype=np.uint64).reshape(-1, 4)
-    dict_group = np.where(empty, -1, _groups_of(digests))
-    return np.where(idx >= 0, dict_group[np.maximum(idx, 0)] if len(dict_group) else -1, -1)
+    return np.where(empty, -1, _groups_of(digests))
 
 
 def single_image_hashes(phash_lists) -> tuple[np.ndarray, np.ndarray]:

@@ -92,7 +92,7 @@ class MinHasher:
         return sig
 
 
-_SIGNATURE_BLOCK = 1 << 16  # groups signed at a time
+_SIGNATURE_BLOCK = 1 << 14  # groups signed at a time (a 8 MB signature block at num_perm=128)
 
 
 def _identical_sets(uvals: np.ndarray, uoff: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -108,9 +108,14 @@ def _identical_sets(uvals: np.ndarray, uoff: np.ndarray) -> tuple[np.ndarray, np
     group = np.full(n, -1, dtype=np.int64)
     if len(docs) == 0:
         return group, np.empty(0, dtype=np.int64)
-    starts = uoff[docs]
-    h1 = np.add.reduceat(_splitmix64(uvals), starts)
-    h2 = np.bitwise_xor.reduceat(_splitmix64(uvals ^ np.uint64(0x5851F42D4C957F2D)), starts)
+    h1 = np.empty(len(docs), dtype=np.uint64)
+    h2 = np.empty(len(docs), dtype=np.uint64)
+    for s in range(0, len(docs), _SIGNATURE_BLOCK):  # a block of documents: mixes stay small
+        d = docs[s : s + _SIGNATURE_BLOCK]
+        lo, hi = uoff[d[0]], uoff[d[-1] + 1]
+        v, starts = uvals[lo:hi], uoff[d] - lo
+        h1[s : s + len(d)] = np.add.reduceat(_splitmix64(v), starts)
+        h2[s : s + len(d)] = np.bitwise_xor.reduceat(_splitmix64(v ^ np.uint64(0x5851F42D4C957F2D)), starts)
     order = np.lexsort((docs, sizes[docs], h2, h1))  # equal sets adjacent, first document first
     k1, k2, k3 = h1[order], h2[order], sizes[docs][order]
     new = np.r_[True, (k1[1:] != k1[:-1]) | (k2[1:] != k2[:-1]) | (k3[1:] != k3[:-1])]
@@ -186,18 +191,27 @@ def near_duplicate_text_pairs(
     if n_groups >= 2 and threshold < 1.0:
         lens = (uoff[heads + 1] - uoff[heads]).astype(np.int64)
         goff = np.r_[0, np.cumsum(lens)]
-        # The head documents' sets, concatenated: one gather, no per-set Python objects.
-        gvals = uvals[np.repeat(uoff[heads] - goff[:-1], lens) + np.arange(int(goff[-1]))]
+        # The head documents' sets, concatenated: one boolean mask over the values (heads are
+        # in document order), no per-set Python objects and no int64 index per value.
+        is_head = np.zeros(len(uoff) - 1, dtype=bool)
+        is_head[heads] = True
+        gvals = uvals[np.repeat(is_head, np.diff(uoff))]
+        del is_head
         del uvals, uoff  # only the head sets are needed from here on
         bands, rows = lsh_params(num_perm, cand_t)
         # Signatures a block of groups at a time, kept only as band keys: (bands x groups)
         # uint64 instead of the (groups x num_perm) signature matrix (1M x 128 x 4 bytes).
-        keys = np.empty((bands, n_groups), dtype=np.uint64)
+        keys = [np.empty(n_groups, dtype=np.uint64) for _ in range(bands)]
         for s in range(0, n_groups, _SIGNATURE_BLOCK):
             e = min(s + _SIGNATURE_BLOCK, n_groups)
             sig = hasher.signatures_from_hashes(gvals[goff[s] : goff[e]], goff[s : e + 1] - goff[s])
-            keys[:, s:e] = np.stack(_band_keys(sig, bands, rows))
-        found = [pairs_with_equal_keys(k) for k in keys]
+            for k, band in enumerate(_band_keys(sig, bands, rows)):
+                keys[k][s:e] = band
+        del sig
+        found = []
+        for k in range(bands):  # each band's keys freed once its pairs are out
+            found.append(pairs_with_equal_keys(keys[k]))
+            keys[k] = None
         del keys
         cand = unique_pairs(np.concatenate(found))
         # Jaccard <= min/max of the sizes: skip pairs that cannot reach the threshold.

@@ -324,3 +324,90 @@ def test_second_job_dedups_against_first():
 def test_dedup_table_empty():
     out = dedup_table(_table([]), DedupConfig())
     assert out.num_rows == 0 and out.schema == DEDUP_SCHEMA
+
+
+# ---------------------------------------------------------------- Arrow inputs
+
+
+def test_shingle_hashes_arrow_matches_python_casefold():
+    # Non-ASCII texts take Python's casefold ("ß" -> "ss", "İ" ...), ASCII ones an Arrow kernel.
+    texts = ["Straße NACH Köln", "STRASSE nach köln", None, "", "plain ASCII Words here", "İstanbul ΣΊΣΥΦΟΣ"] * 3
+    ref_v, ref_o = shingle_hashes(texts, 2)
+    for arr in (pa.array(texts), pa.array(texts, pa.large_string()),
+                pa.chunked_array([pa.array(texts[:7]), pa.array(texts[7:])])):
+        v, o = shingle_hashes(arr, 2)
+        assert np.array_equal(v, ref_v) and np.array_equal(o, ref_o)
+    v, o = shingle_hashes(pa.array(texts).slice(4), 2)  # a sliced array: offsets start mid-buffer
+    sv, so = shingle_hashes(texts[4:], 2)
+    assert np.array_equal(v, sv) and np.array_equal(o, so)
+    assert np.array_equal(shingle_hashes(texts[:1], 3)[0], shingle_hashes(texts[1:2], 3)[0])  # casefold equal
+
+
+def test_unique_shingle_sets_blocks_equal_one_batch(monkeypatch):
+    import importlib
+
+    sh = importlib.import_module("filters.dedup.shingles")  # the package exports a function of that name
+    rng = random.Random(5)
+    texts = [rand_text(rng, rng.randint(0, 12)) for _ in range(300)]
+    ref = sh.unique_sets(*shingle_hashes(texts, 3))
+    monkeypatch.setattr(sh, "_SET_BLOCK", 7)
+    got = sh.unique_shingle_sets(pa.array(texts), 3)
+    assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1])
+
+
+def test_media_groups_equal_tuple_grouping():
+    from filters.dedup.dedup import _groups_of, media_groups
+
+    rng = random.Random(9)
+    for width in (64, None):  # fixed-width sha hex (byte matrix path) and free-form strings
+        pool = [(f"{rng.getrandbits(256):064x}" if width else "s" * rng.randint(1, 4)) for _ in range(6)]
+        rows = [None if rng.random() < 0.1 else [rng.choice(pool) for _ in range(rng.randint(0, 3))]
+                for _ in range(400)]
+        ref = _groups_of([tuple(r) if r else None for r in rows])
+        col = pa.chunked_array([pa.array(rows[:150], pa.list_(pa.string())),
+                                pa.array(rows[150:], pa.list_(pa.string()))])
+        got = media_groups(col)
+        assert np.array_equal(got < 0, ref < 0)
+        # Same partition: each reference group maps to exactly one new group and back.
+        pairs = {(a, b) for a, b in zip(ref.tolist(), got.tolist()) if a >= 0}
+        assert len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs})
+
+
+def test_preference_order_matches_sorted_keys():
+    from filters.dedup.dedup import preference_order
+
+    rng = random.Random(4)
+    n = 500
+    ids = [f"id{rng.getrandbits(40):x}" for _ in range(n)]
+    keys = [rng.randint(0, 20) for _ in range(n)]
+    pref = [rng.choice([None, float("nan"), -0.0, 0.0, 1.5, -2.0, rng.random()]) for _ in range(n)]
+    ref = sorted(range(n), key=lambda i: (keys[i], ids[i]))
+    assert preference_order(pa.array(ids), pa.array(keys)).tolist() == ref
+    missing = [p is None or p != p for p in pref]
+    ref = sorted(range(n), key=lambda i: (missing[i], 0.0 if missing[i] else -pref[i], keys[i], ids[i]))
+    assert preference_order(ids, keys, pref).tolist() == ref
+
+
+def test_dedup_table_chunked_input_equals_one_chunk():
+    rows = _crafted_rows()
+    table = _table(rows)
+    chunked = pa.Table.from_batches(table.to_batches(max_chunksize=4))
+    assert chunked.column("text").num_chunks > 1
+    assert dedup_table(chunked, DedupConfig()).equals(dedup_table(table, DedupConfig()))
+
+
+def test_near_image_pairs_balanced_hashes_brute_force():
+    # pHash sets half of its bits: such hashes crowd the pigeonhole buckets (the case the
+    # streamed candidate check exists for); the result must still be exact.
+    rng = np.random.default_rng(2)
+    base = []
+    for _ in range(300):
+        bits = np.zeros(64, dtype=bool)
+        bits[rng.choice(64, 32, replace=False)] = True
+        base.append(int("".join("1" if b else "0" for b in bits), 2))
+    hashes = [h ^ (1 << int(rng.integers(64))) if i % 3 == 0 else h for i, h in enumerate(base)]
+    hashes = np.array(hashes + base[:50], dtype=np.uint64)
+    d = hamming(hashes[:, None], hashes[None, :])
+    want = {(i, j) for i in range(len(hashes)) for j in range(i + 1, len(hashes)) if d[i, j] <= 4}
+    assert want  # copies and one-bit edits exist
+    assert {tuple(p) for p in near_duplicate_image_pairs(hashes, 4).tolist()} == want

@@ -356,7 +356,7 @@ def test_unique_shingle_sets_blocks_equal_one_batch(monkeypatch):
 
 
 def test_media_groups_equal_tuple_grouping():
-    from filters.dedup.dedup import _groups_of, media_groups
+    from filters.dedup.keys import _groups_of, media_groups
 
     rng = random.Random(9)
     for width in (64, None):  # fixed-width sha hex (byte matrix path) and free-form strings

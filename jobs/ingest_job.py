@@ -118,6 +118,7 @@ def run_ingest(spec: IngestSpec, *, mode: str = "ray", address: str | None = Non
 
     with report.stage("ingest", unit="partitions") as st:
         st.items, st.has_bar = len(todo) + len(retries), bool(todo or retries)
+        st.error_label = "rejected"  # inputs that became reject rows; the job still succeeded
 
         def show(result, bar):
             st.errors += result.rejects

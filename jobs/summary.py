@@ -37,6 +37,7 @@ class StageSummary:
     items: int | None = None  # units of work the stage handled (partitions, score parts, shards)
     unit: str = ""
     errors: int = 0  # rejects or failed items the stage saw
+    error_label: str = "errors"  # what ``errors`` counts, as the summary line says it ("rejected" for ingest)
     skipped: int = 0  # items already done by an earlier run (resume)
     note: str = ""  # what the one-line timing says besides the count
     has_bar: bool = field(default=False, repr=False)  # a tqdm bar showed it: no timing line needed
@@ -86,7 +87,7 @@ def _stage_text(st: dict) -> str:
     if st.get("skipped"):
         parts.append(f"{st['skipped']} already done")
     if st.get("errors"):
-        parts.append(f"{st['errors']} errors")
+        parts.append(f"{st['errors']} {st.get('error_label') or 'errors'}")
     if st.get("note"):
         parts.append(st["note"])
     inner = f" ({', '.join(parts)})" if parts else ""

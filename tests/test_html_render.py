@@ -116,3 +116,24 @@ def test_contexts_are_recycled_and_omni_html_has_boxes(pool):
     assert pool.stats.contexts - before >= 2  # pages_per_context=2
     assert '<h1 data-bbox="' in page.omni_html and 'rowspan="2"' in page.omni_html
     assert {e["category"] for e in page.elements} >= {"title", "table"}
+
+
+def test_closed_driver_futures_are_dropped_at_exit_and_other_errors_are_not():
+    """A Ray worker's exit closes Playwright's driver first: its pending futures fail with
+    "Connection closed ..." and asyncio would print each; any other loop error still reaches the
+    default handler."""
+    import asyncio
+
+    from pipeline.render.browser import _quiet_closed_driver
+
+    loop = asyncio.new_event_loop()
+    shown = []
+    loop.default_exception_handler = lambda context: shown.append(context["exception"])
+    try:
+        _quiet_closed_driver(loop, {"message": "x", "exception": Exception("Connection closed while reading from the driver")})
+        assert shown == []
+        other = RuntimeError("renderer crashed")
+        _quiet_closed_driver(loop, {"message": "x", "exception": other})
+        assert shown == [other]
+    finally:
+        loop.close()

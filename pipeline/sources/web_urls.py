@@ -25,7 +25,7 @@ ahead of the decode on one background fetch loop per worker process (``fetch_str
 Partition size matters more here than for local sources: a partition is committed only
 when its slowest URL is decided (timeouts and 5xx retries included), and the worker
 waits for it. Give URL jobs partitions whose decode work outlasts that wait — thousands
-of URLs (``partition_size`` in the spec; 500 already doubled throughput over 250 in
+of URLs (``partition_size`` in the spec; 500 gave ~1.5x the throughput of 250 in
 ``benchmarks/bench_url_ingest.py``, whose 5xx URLs cost ~3 s of retries each).
 """
 from __future__ import annotations

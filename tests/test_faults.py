@@ -5,9 +5,11 @@ baseline): a killed driver after a re-run, a killed worker with no re-run at all
 """
 from __future__ import annotations
 
+import io
 import logging
 import os
 import random
+import re
 import signal
 import time
 
@@ -91,42 +93,110 @@ def test_driver_killed_at_random_then_rerun(corpus, baseline, tmp_path, seed):
     assert_same_catalog(catalog_rows(ds), baseline)
 
 
-def busy_worker(driver_pid: int, rng: random.Random, timeout_s: float = 60) -> int:
-    """A Ray actor process of the ingest worker while it runs a partition."""
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        busy = [pid for pid, cmd in descendants(driver_pid).items() if "IngestWorkerActor)).submit" in cmd]
-        if busy:
-            return rng.choice(sorted(busy))
-        time.sleep(0.05)
-    raise AssertionError("no ingest worker was seen running a partition")
+OPENAT = {"x86_64": "257", "aarch64": "56"}.get(os.uname().machine)
 
 
-def test_workers_killed_mid_partition_job_still_completes(corpus, baseline, tmp_path):
-    """One run, a worker killed at each seed's random point (after a random number of
-    finished partitions, then a random pause): a Ray start-up costs more than the whole
-    ingest here, so the seeds share the run. Later kills may hit an actor Ray restarted."""
+def gates_folder(folder, seeds) -> dict[str, bytes]:
+    """Three plain images per seed and a gate at a seed-chosen position among them: path -> the
+    gate image's bytes. Written as plain files here; ``close_gates`` turns them into FIFOs."""
+    folder.mkdir(exist_ok=True)
+    gates = {}
+    for k, seed in enumerate(seeds):
+        at = random.Random(seed).randint(0, 3)
+        for j in range(4):
+            name = f"{k}{j}"
+            (folder / f"{name}.txt").write_text(f"a flat colour field, number {k} {j}, made for the worker kill test")
+            buf = io.BytesIO()
+            Image.new("RGB", (64, 48), (40 * k + 60 * j, 200 - 50 * j, 90)).save(buf, "PNG")
+            (folder / f"{name}.png").write_bytes(buf.getvalue())
+            if j == at:
+                gates[str(folder / f"{name}.png")] = buf.getvalue()
+    return gates
+
+
+def close_gates(gates: dict[str, bytes]) -> None:
+    """Each gate a FIFO no one writes to: a worker reading it blocks in open(), mid-partition."""
+    for path in gates:
+        os.unlink(path)
+        os.mkfifo(path)
+
+
+def open_gate(path: str, data: bytes) -> None:
+    """The gate's image as a plain file again (atomically over the FIFO), for the retry."""
+    with open(path + ".tmp", "wb") as f:
+        f.write(data)
+    os.replace(path + ".tmp", path)
+
+
+def blocked_on_fifo(driver_pid: int) -> dict[str, int]:
+    """path -> pid of each descendant with a thread blocked opening a FIFO (no writer yet): the
+    kernel says so in ``wchan``; the path is read from the process's memory at openat's argument."""
+    out = {}
+    for pid in descendants(driver_pid):
+        try:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                base = f"/proc/{pid}/task/{tid}"
+                with open(f"{base}/wchan") as f:
+                    if f.read() != "wait_for_partner":
+                        continue
+                with open(f"{base}/syscall") as f:
+                    args = f.read().split()
+                if args[0] != OPENAT:
+                    continue
+                with open(f"/proc/{pid}/mem", "rb") as mem:
+                    mem.seek(int(args[2], 16))
+                    out[mem.read(4096).split(b"\0")[0].decode()] = pid
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or not blocked any more
+    return out
+
+
+@pytest.mark.skipif(OPENAT is None, reason="needs the openat syscall number of this architecture")
+def test_workers_killed_mid_partition_job_still_completes(corpus, tmp_path):
+    """One run, one worker SIGKILLed per seed while it is inside a partition (blocked opening a
+    gate image placed at a seed-chosen position): the job must redo exactly those partitions,
+    lose nothing else, and end with the catalog of an uninterrupted run, without a re-run."""
+    gates_dir = tmp_path / "gates"
+    gates = gates_folder(gates_dir, SEEDS)
+
+    def spec_for(root: str) -> dict:
+        spec = spec_dict(corpus, root)
+        spec["sources"].append({"name": "gates", "type": "image_folder", "path": str(gates_dir)})
+        return spec
+
+    run_ingest(parse_spec(spec_for(str(tmp_path / "baseline"))), mode="local")
+    baseline = catalog_rows(Dataset(str(tmp_path / "baseline")))
+
     root = str(tmp_path / "dataset")
-    spec = spec_dict(corpus, root)
+    spec = spec_for(root)
     job_id, total = parse_spec(spec).job_id, total_partitions(spec)
-    ds = Dataset(root)
-    points = sorted(random.Random(seed).randint(1, total // 2) for seed in SEEDS)
+    gate_partitions = {p.partition_id for p in parse_spec(spec).sources[-1].build().partitions(2)
+                       if any(a[1] in gates for a in p.args)}
+    close_gates(gates)
     proc, log = start_ingest(spec, tmp_path)
+    pending, deadline = set(gates), time.time() + 180
     try:
-        for seed, after in zip(SEEDS, points):
-            wait_for_markers(ds, job_id, after, proc, log)
-            rng = random.Random(seed)
-            time.sleep(rng.uniform(0, 0.2))
-            os.kill(busy_worker(proc.pid, rng), signal.SIGKILL)
+        while pending:  # in whatever order the workers reach them (two may wait at once)
+            assert time.time() < deadline and proc.poll() is None, log.read_text()[-3000:]
+            for path, pid in blocked_on_fifo(proc.pid).items():
+                if path in pending:
+                    os.kill(pid, signal.SIGKILL)
+                    open_gate(path, gates[path])
+                    pending.discard(path)
+            time.sleep(0.05)
         assert proc.wait(timeout=240) == 0, log.read_text()[-3000:]
     finally:
         if proc.poll() is None:
             kill_all(proc, descendants(proc.pid))
-    # Each dead worker's partition was redone by the same run, and nothing else was lost.
-    # (A kill can land just as a partition ends, costing none: so at least one, at most one each.)
-    assert 1 <= log.read_text().count("worker_lost; retrying") <= len(SEEDS)
-    assert len(ds.done_partitions(job_id)) == total
-    assert_same_catalog(catalog_rows(ds), baseline)
+        for path in pending:
+            open_gate(path, gates[path])
+    text = log.read_text()
+    lost = re.findall(r"partition \d+ \(([\w-]+)\), attempt 1: worker_lost; retrying", text)
+    assert len(gate_partitions) == len(SEEDS)
+    assert sorted(lost) == sorted(gate_partitions)  # each kill cost its partition's attempt, nothing else
+    assert "giving up" not in text
+    assert len(Dataset(root).done_partitions(job_id)) == total
+    assert_same_catalog(catalog_rows(Dataset(root)), baseline)
 
 
 def test_hung_partition_times_out_into_a_reject(ray_local, tmp_path, caplog):

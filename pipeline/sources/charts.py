@@ -14,7 +14,6 @@ Spec example::
 from __future__ import annotations
 
 import functools
-
 import io
 import random
 from collections.abc import Iterator

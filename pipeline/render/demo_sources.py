@@ -80,10 +80,12 @@ def _videos(folder: str, count: int) -> None:
         f.write(bytes(range(256)) * 16)  # not a video: one decode reject
 
 
-def _url_list(folder: str, url_base: str, count: int) -> str:
-    images = _generated_images(os.path.join(folder, "site"), count, seed=12, prefix="photo")
-    rows = [{"url": f"{url_base}/{name}", "caption": caption, "license": "cc0"} for name, caption in images] + [{"url": f"{url_base}/gone.jpg", "caption": "A picture that was taken down."}]
-    path = os.path.join(folder, "urls.jsonl")
+def _url_list(root: str, url_base: str, count: int) -> str:
+    # The images go where ``serve_folder(web_folder(root))`` serves them from.
+    images = _generated_images(web_folder(root), count, seed=12, prefix="photo")
+    rows = [{"url": f"{url_base}/{name}", "caption": caption, "license": "cc0"} for name, caption in images]
+    rows.append({"url": f"{url_base}/gone.jpg", "caption": "A picture that was taken down."})
+    path = os.path.join(root, "web", "urls.jsonl")
     with open(path, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in rows)
     return path
@@ -143,5 +145,5 @@ def demo_sources(root: str, chromium: str = "/usr/bin/chromium", *, count: int =
     else:
         print(f"warning: {chromium} not found: the html_documents source is left out of the demo", file=sys.stderr)
     if url_base:
-        sources.append({"name": "urls", "type": "web_urls", "path": _url_list(os.path.join(root, "web"), url_base, count)})
+        sources.append({"name": "urls", "type": "web_urls", "path": _url_list(root, url_base, count)})
     return sources

@@ -356,14 +356,18 @@ def test_unique_shingle_sets_blocks_equal_one_batch(monkeypatch):
 
 
 def test_media_groups_equal_tuple_grouping():
-    from filters.dedup.keys import _groups_of, media_groups
+    from filters.dedup.keys import media_groups
+
+    def tuple_groups(keys: list) -> np.ndarray:  # the reference: a dict of hashable keys, None -> -1
+        ids: dict = {}
+        return np.array([-1 if k is None else ids.setdefault(k, len(ids)) for k in keys], dtype=np.int64)
 
     rng = random.Random(9)
     for width in (64, None):  # fixed-width sha hex (byte matrix path) and free-form strings
         pool = [(f"{rng.getrandbits(256):064x}" if width else "s" * rng.randint(1, 4)) for _ in range(6)]
         rows = [None if rng.random() < 0.1 else [rng.choice(pool) for _ in range(rng.randint(0, 3))]
                 for _ in range(400)]
-        ref = _groups_of([tuple(r) if r else None for r in rows])
+        ref = tuple_groups([tuple(r) if r else None for r in rows])
         col = pa.chunked_array([pa.array(rows[:150], pa.list_(pa.string())),
                                 pa.array(rows[150:], pa.list_(pa.string()))])
         got = media_groups(col)

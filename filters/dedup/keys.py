@@ -15,20 +15,9 @@ import pyarrow.compute as pc
 from filters.dedup.exact import text_hash
 
 
-def _groups_of(keys) -> np.ndarray:
-    """Dense group id per item of equal keys.
-
-    ``keys`` is an (n, k) integer array (one row per item; one lexsort) or a list of
-    hashable keys (None -> -1, no signal). Group ids are arbitrary; only which items
-    share one matters.
-    """
-    if isinstance(keys, list):
-        ids: dict = {}
-        out = np.full(len(keys), -1, dtype=np.int64)
-        for i, k in enumerate(keys):
-            if k is not None:
-                out[i] = ids.setdefault(k, len(ids))
-        return out
+def _groups_of(keys: np.ndarray) -> np.ndarray:
+    """Dense group id per row of equal keys, ``keys`` an (n, k) integer array (one lexsort).
+    Group ids are arbitrary; only which rows share one matters."""
     keys = np.asarray(keys)
     out = np.empty(len(keys), dtype=np.int64)
     if len(keys) == 0:

@@ -124,8 +124,8 @@ def plan_submission(argv: list[str]) -> Submission:
     sub = Submission(argv[0], list(argv), metadata={"tessera_command": argv[0]})
     for dest in PATH_ARGS:
         value = getattr(args, dest, None)
-        if isinstance(value, str) and "://" not in value and (dest != "checkpoint" or os.path.exists(value)):
-            sub.argv = _replace(sub.argv, value, os.path.abspath(value))
+        if isinstance(value, str) and (dest != "checkpoint" or os.path.exists(value)):
+            sub.argv = _replace(sub.argv, value, _local_abs(value))
     if isinstance(getattr(args, "dataset", None), str):
         sub.metadata["tessera_dataset"] = _local_abs(args.dataset)
     if isinstance(getattr(args, "out", None), str):

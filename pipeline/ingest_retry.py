@@ -94,16 +94,17 @@ def retry_partition(worker, work: RetryRejects) -> PartitionResult:
     earlier = [f for f in _retry_parts(ds, job, pid) if f.rsplit("/", 1)[-1] != own_part.rsplit("/", 1)[-1]]
     accepted_before = _refs_in(earlier)
     todo = frozenset(work.refs) - accepted_before
-    tail = [_position(r, pid) for r in todo if _position(r, pid) >= 0]
+    # Reader-failure refs (PARTITION@N) among them: the pass reads on from the earliest N.
+    read_failures = {r: n for r in todo if (n := _position(r, pid)) >= 0}
     counters: collections.Counter = collections.Counter()
     step_seconds: dict[str, float] = {"read": 0.0}
     samples, rejects = [], []
     if todo:
-        inputs = worker.read(work.partition, counters, refs=todo, tail_from=min(tail) if tail else None)
+        inputs = worker.read(work.partition, counters, refs=todo, tail_from=min(read_failures.values(), default=None))
         samples, rejects = worker.run(inputs, step_seconds, counters)
     # Rows superseded: every ref this pass ran (reader-failure rows always: the pass either
     # read past that point or wrote a new one), and refs an earlier retry part accepted.
-    ran = {s.input_ref for s in samples} | {r.input_ref for r in rejects} | {r for r in todo if _position(r, pid) >= 0}
+    ran = {s.input_ref for s in samples} | {r.input_ref for r in rejects} | read_failures.keys()
     gone = pa.array(sorted(ran | accepted_before), pa.string())
     t_write = time.perf_counter()
     if work.refs:

@@ -114,13 +114,15 @@ def map_partitions(
     out or lost its worker on every attempt (``reason`` "timeout" or "worker_lost");
     without it such items fail the job like items whose worker raised.
     """
-    bar = _Progress(total=len(items), desc=desc, unit="part", dynamic_ncols=True, disable=not (items and progress))
+    if mode not in ("local", "ray"):
+        raise ValueError(f"mode must be 'ray' or 'local', not {mode!r}")
+    if not items:  # e.g. a re-run with every partition done: no Ray start, no worker built
+        return
     if mode == "local":
         run_pass = _local_pass(worker_cls, worker_kwargs, items, partition_timeout_s)
-    elif mode == "ray":
-        run_pass = _ray_pass(worker_cls, worker_kwargs, items, address, workers, num_cpus, num_gpus, partition_timeout_s)
     else:
-        raise ValueError(f"mode must be 'ray' or 'local', not {mode!r}")
+        run_pass = _ray_pass(worker_cls, worker_kwargs, items, address, workers, num_cpus, num_gpus, partition_timeout_s)
+    bar = _Progress(total=len(items), desc=desc, unit="part", dynamic_ncols=True, disable=not progress)
     try:
         for result in _with_retries(run_pass, items, retries, on_give_up, bar):
             bar.update(1)

@@ -1,4 +1,5 @@
-"""The executor's actor pool asks Ray for CPUs/GPUs per actor and sizes itself by them."""
+"""The executor's actor pool asks Ray for CPUs/GPUs per actor and sizes itself by them;
+with nothing to do it starts nothing."""
 from __future__ import annotations
 
 import json
@@ -8,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import executor
 from pipeline.executor import map_partitions
-
-pytestmark = pytest.mark.slow
 
 # A Ray of its own that declares one GPU (Ray does not check the hardware): half a GPU
 # per actor gives two actors, each told by Ray which device is its own.
@@ -31,6 +31,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_gpu_actors_are_sized_by_gpus_and_see_their_device():
     proc = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=300,
                           cwd=Path(__file__).resolve().parents[1])
@@ -41,6 +42,21 @@ def test_gpu_actors_are_sized_by_gpus_and_see_their_device():
     assert {r["devices"] for r in out} == {"0"}
 
 
+@pytest.mark.slow
 def test_gpu_request_on_a_cluster_without_gpus_fails_fast(ray_local):
     with pytest.raises(ValueError, match="GPU"):
         list(map_partitions(dict, {}, [1, 2], num_gpus=1, progress=False))
+
+
+def test_no_items_starts_no_ray_and_builds_no_worker(monkeypatch):
+    def no_ray(*a, **k):
+        raise AssertionError("Ray started for an empty partition list")
+
+    def no_worker(**kw):
+        raise AssertionError("worker built for an empty partition list")
+
+    monkeypatch.setattr(executor, "ensure_ray", no_ray)
+    assert list(map_partitions(no_worker, {}, [], mode="ray")) == []
+    assert list(map_partitions(no_worker, {}, [], mode="local")) == []
+    with pytest.raises(ValueError, match="mode"):
+        list(map_partitions(no_worker, {}, [], mode="spark"))

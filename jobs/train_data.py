@@ -104,9 +104,14 @@ def check_tar_split(sets: list[ShardSet], world: int, workers: int) -> None:
             )
 
 
+def _slot_tag(slot: int, n_slots: int) -> str:
+    """RNG seed suffix of a reader slot; one slot: none, the same stream as before slots existed."""
+    return f"/{slot}of{n_slots}" if n_slots > 1 else ""
+
+
 def _source_stream(shard_set: ShardSet, seed: int, index: int, slot: int = 0, n_slots: int = 1):
     """Raw packs of one shard set, epoch after epoch; with n_slots > 1 only this slot's tars."""
-    tag = f"/{slot}of{n_slots}" if n_slots > 1 else ""  # one slot: the same stream as before slots existed
+    tag = _slot_tag(slot, n_slots)
     epoch = 0
     while True:
         urls = list(shard_set.urls)
@@ -130,7 +135,7 @@ def mixed_stream(sets: list[ShardSet], seed: int, slot: int = 0, n_slots: int = 
     """(index in this stream, source index, raw webdataset sample), forever."""
     streams = [_source_stream(s, seed, i, slot, n_slots) for i, s in enumerate(sets)]
     weights = [s.source.weight for s in sets]
-    rng = random.Random(f"{seed}/mixture" + (f"/{slot}of{n_slots}" if n_slots > 1 else ""))
+    rng = random.Random(f"{seed}/mixture{_slot_tag(slot, n_slots)}")
     g = 0
     while True:
         i = rng.choices(range(len(sets)), weights)[0] if len(sets) > 1 else 0
@@ -182,15 +187,15 @@ class PackLoader(torch.utils.data.IterableDataset):
         self.seed, self.rank, self.world, self.start = seed, rank, world, start
         self.per_rank_shards, self.workers = per_rank_shards, workers
         self.per_rank = stage.global_batch_packs // world
+        self.first_micro = (start // world) // stage.micro_batch_packs  # this rank's micro-batches before start
 
     def _owned(self, role: int, n_workers: int):
         """(augmentation seed, source index, raw pack) of the packs worker role ``role`` decodes, in order."""
         micro, batch = self.stage.micro_batch_packs, self.stage.global_batch_packs
-        first_micro = (self.start // self.world) // micro  # this rank's micro-batches before the start
         if self.per_rank_shards:
             slot, n_slots = self.rank * n_workers + role, self.world * n_workers
             # This slot's k-th micro-batch is the rank's micro-batch role + k * n_workers.
-            skip = max(0, -(-(first_micro - role) // n_workers)) * micro
+            skip = max(0, -(-(self.first_micro - role) // n_workers)) * micro
             for k, (_, i, raw) in enumerate(mixed_stream(self.sets, self.seed, slot, n_slots)):
                 if k >= skip:
                     yield f"{self.seed}/{slot}of{n_slots}/{k}", i, raw
@@ -209,7 +214,7 @@ class PackLoader(torch.utils.data.IterableDataset):
             raise ValueError(f"PackLoader was set up for {self.workers} workers but runs in {n_workers}: "
                              "build the DataLoader with make_loader")
         # The loader's first micro-batch comes from worker 0: it plays the role of the first micro-batch's owner.
-        role = (wid + (self.start // self.world) // self.stage.micro_batch_packs) % n_workers
+        role = (wid + self.first_micro) % n_workers
         micro = self.stage.micro_batch_packs
         subs, keys, budget = [], [], 0
         for aug_seed, i, raw in self._owned(role, n_workers):

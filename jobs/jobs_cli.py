@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-from jobs.ray_jobs_client import JobsApi, JobsApiError
+from jobs.ray_jobs_client import TERMINAL, JobsApi, JobsApiError
 
 STATUS_WAIT_S = 30.0  # how long `jobs stop` waits to see the job STOPPED
 
@@ -111,13 +111,13 @@ def _logs(args) -> int:
 def _stop(args) -> int:
     api = JobsApi(args.address)
     status = str(api.info(args.job).status.value)
-    if status in ("SUCCEEDED", "FAILED", "STOPPED"):
+    if status in TERMINAL:
         raise JobsApiError(f"job {args.job} already ended: {status}")
     api.call("stop_job", args.job, job_id=args.job)
     deadline = time.monotonic() + (0 if args.no_wait else STATUS_WAIT_S)
     while True:
         status = str(api.info(args.job).status.value)
-        if status in ("SUCCEEDED", "FAILED", "STOPPED") or time.monotonic() >= deadline:
+        if status in TERMINAL or time.monotonic() >= deadline:
             break
         time.sleep(0.5)
     print(f"{args.job}: {status}")

@@ -20,6 +20,7 @@ TOKEN_HELP = ("set RAY_AUTH_TOKEN, or RAY_AUTH_TOKEN_PATH to a file holding it, 
 
 
 NO_TOKEN = "no token"
+TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")  # job statuses that never change again
 
 
 class JobsApiError(ValueError):

@@ -19,10 +19,8 @@ import time
 import uuid
 from pathlib import Path
 
-from jobs.ray_jobs_client import JobsApi
+from jobs.ray_jobs_client import TERMINAL, JobsApi, api_errors
 from jobs.submit_package import plan_submission, stage_package
-
-TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
 
 def submit(address: str | None, argv: list[str], *, python: str = "python",
@@ -52,8 +50,6 @@ async def _tail(api: JobsApi, job_id: str) -> None:
 
 def follow_logs(api: JobsApi, job_id: str) -> None:
     """Print the job's logs as they come, until it ends."""
-    from jobs.ray_jobs_client import api_errors
-
     with api_errors(api.address, api.token_source, job_id):
         asyncio.run(_tail(api, job_id))
 

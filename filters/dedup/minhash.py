@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from filters.dedup.jaccard_pairs import jaccard_pairs
-from filters.dedup.shingles import _PRIME, _splitmix64, shingle_hashes, unique_shingle_sets
+from filters.dedup.shingles import _PRIME, _splitmix64, shingle_hashes, text_batch, unique_shingle_sets
 from filters.dedup.union_find import (
     expand_group_pairs,
     group_heads,
@@ -176,8 +176,7 @@ def near_duplicate_text_pairs(
         raise ValueError("threshold must be in (0, 1]")
     cand_t = max(threshold - 0.25, 0.3) if candidate_threshold is None else candidate_threshold
     hasher = MinHasher(num_perm=num_perm, ngram=ngram, unit=unit, seed=seed)
-    if not hasattr(texts, "slice"):  # a list, tuple or iterable of str (else an Arrow array)
-        texts = list(texts)
+    texts = text_batch(texts)
     n = len(texts)
     if n < 2:
         return np.empty((0, 2), dtype=np.int64)

@@ -82,6 +82,16 @@ def _word_hashes(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _splitmix64(h ^ ((ends - starts).astype(np.uint64) << np.uint64(56))), starts
 
 
+def _is_arrow(texts) -> bool:
+    return isinstance(texts, (pa.Array, pa.ChunkedArray))
+
+
+def text_batch(texts):
+    """``texts`` as something with ``len`` and slicing: an Arrow array or a list as they are
+    (no copy of a million-element list per call), any other iterable of str as a list."""
+    return texts if _is_arrow(texts) or isinstance(texts, list) else list(texts)
+
+
 def _casefolded_utf8(texts) -> tuple[np.ndarray, np.ndarray]:
     """UTF-8 bytes of all casefolded texts, concatenated, and their n+1 offsets.
 
@@ -89,7 +99,7 @@ def _casefolded_utf8(texts) -> tuple[np.ndarray, np.ndarray]:
     the ASCII texts (casefold = ASCII lowercase there) are lowered by an Arrow kernel
     and the bytes are read off its buffers: only non-ASCII texts become Python str.
     """
-    if not isinstance(texts, (pa.Array, pa.ChunkedArray)):
+    if not _is_arrow(texts):
         enc = [t.casefold().encode("utf-8") if t else b"" for t in texts]
         off = np.r_[0, np.cumsum([len(e) for e in enc], dtype=np.int64)].astype(np.int64)
         return np.frombuffer(b"".join(enc), dtype=np.uint8), off
@@ -142,7 +152,7 @@ def _token_hashes(texts, unit: str) -> tuple[np.ndarray, np.ndarray]:
             i = j
         return (np.concatenate(out) if out else _EMPTY.copy()), counts
     if unit == "char":
-        if isinstance(texts, (pa.Array, pa.ChunkedArray)):
+        if _is_arrow(texts):
             texts = texts.to_pylist()
         norm = [" ".join(t.casefold().split()) if t else "" for t in texts]
         counts = np.fromiter((len(t) for t in norm), dtype=np.int64, count=len(norm))
@@ -160,9 +170,7 @@ def shingle_hashes(texts, ngram: int = 5, unit: str = "word") -> tuple[np.ndarra
     """
     if ngram < 1:
         raise ValueError("ngram must be >= 1")
-    if not isinstance(texts, (pa.Array, pa.ChunkedArray)):
-        texts = list(texts)
-    tok, counts = _token_hashes(texts, unit)
+    tok, counts = _token_hashes(text_batch(texts), unit)
     tok_off = np.r_[0, np.cumsum(counts)]
     n_sh = np.where(counts >= ngram, counts - ngram + 1, np.minimum(counts, 1))
     sh_off = np.r_[0, np.cumsum(n_sh)]
@@ -224,13 +232,12 @@ def unique_shingle_sets(texts, ngram: int = 5, unit: str = "word") -> tuple[np.n
     Sets are per document, so blocks give the same values (the document bits are those
     of the whole batch); only the sets are kept, not every block's tokens and shingles.
     """
-    if not isinstance(texts, (pa.Array, pa.ChunkedArray)):
-        texts = list(texts)
+    texts = text_batch(texts)
     n = len(texts)
     db = max(1, (n - 1).bit_length())
     vals, offs, base = [], [np.zeros(1, dtype=np.int64)], 0
     for s in range(0, n, _SET_BLOCK):
-        block = texts.slice(s, _SET_BLOCK) if isinstance(texts, (pa.Array, pa.ChunkedArray)) else texts[s : s + _SET_BLOCK]
+        block = texts.slice(s, _SET_BLOCK) if _is_arrow(texts) else texts[s : s + _SET_BLOCK]
         v, o = unique_sets(*shingle_hashes(block, ngram, unit), doc_bits=db)
         vals.append(v)
         offs.append(o[1:] + base)

@@ -103,8 +103,8 @@ def _as_arrow(values, type_: pa.DataType):
 
 
 def _dense_rank(values) -> np.ndarray:
-    """Rank of each value in ascending order, equal values equal rank (Arrow sort: any type)."""
-    values = values if isinstance(values, pa.ChunkedArray) else _flat(values)
+    """Rank of each value in ascending order, equal values equal rank (Arrow sort: any type;
+    arrays and chunked arrays alike)."""
     return pc.rank(values, sort_keys="ascending", tiebreaker="dense").to_numpy().astype(np.int64)
 
 

@@ -110,13 +110,14 @@ def plan_shards(ds: Dataset, where: str, mixture: Mixture, budget: PackingBudget
     rows = np.concatenate([chosen[n] for n in names]).astype(np.int64) if names else np.empty(0, np.int64)
     component = np.repeat(np.arange(len(names), dtype=np.int32), [len(chosen[n]) for n in names])
     take = pa.array(rows)
+    member_tokens = tokens[rows]
     tiles = table.column("n_tiles").to_numpy().astype(np.int64)[rows]
-    result = pack_offline(tokens[rows], tiles, budget, seed=seed)
+    result = pack_offline(member_tokens, tiles, budget, seed=seed)
     return ShardPlan(
         sample_id=table.column("sample_id").take(take).combine_chunks().cast(pa.string()),
         source=table.column("source").take(take).combine_chunks().cast(pa.string()),
-        component_names=names, component=component, tokens=tokens[rows], tiles=tiles, result=result,
-        stats=pack_stats(result, tokens[rows], tiles, budget),
+        component_names=names, component=component, tokens=member_tokens, tiles=tiles, result=result,
+        stats=pack_stats(result, member_tokens, tiles, budget),
     )
 
 

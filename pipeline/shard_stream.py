@@ -186,10 +186,10 @@ def write_shards(ds: Dataset, plan: ShardPlan, out: str, packs_per_shard: int, b
         return names
     order = pa.table({"seq": pa.array(np.arange(len(flat))), "sample_id": plan.sample_id.take(pa.array(flat))})
     workdir = tempfile.mkdtemp(prefix="tessera-shard-")
+    rows = _fetch(ds, order, workdir)  # a generator: its DuckDB connection opens on the first row
+    bar = tqdm(total=n_shards, desc=desc, unit="shard", dynamic_ncols=True)
     try:
-        rows = _fetch(ds, order, workdir)
         seq = 0
-        bar = tqdm(total=n_shards, desc=desc, unit="shard", dynamic_ncols=True)
         for shard_no in range(n_shards):
             packs = []
             for pack_no in range(shard_no * packs_per_shard, min((shard_no + 1) * packs_per_shard, len(sizes))):
@@ -209,7 +209,8 @@ def write_shards(ds: Dataset, plan: ShardPlan, out: str, packs_per_shard: int, b
                 packs.append((key, record, images))
             write_shard(storage.join(out, names[shard_no]), packs, ds.root)
             bar.update(1)
-        bar.close()
     finally:
+        bar.close()
+        rows.close()  # the last shard never asks past its last row: close DuckDB before removing its files
         shutil.rmtree(workdir, ignore_errors=True)
     return names

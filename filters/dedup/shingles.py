@@ -15,6 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from filters.dedup.keys import _flat
+
 _PRIME = np.uint64(0x100000001B3)  # FNV-1a 64-bit prime
 _EMPTY = np.empty(0, dtype=np.uint64)
 # Word characters: ASCII letters, digits, "_" and every non-ASCII character (any UTF-8
@@ -103,7 +105,7 @@ def _casefolded_utf8(texts) -> tuple[np.ndarray, np.ndarray]:
         enc = [t.casefold().encode("utf-8") if t else b"" for t in texts]
         off = np.r_[0, np.cumsum([len(e) for e in enc], dtype=np.int64)].astype(np.int64)
         return np.frombuffer(b"".join(enc), dtype=np.uint8), off
-    arr = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+    arr = _flat(texts)  # zero-copy for one chunk
     if arr.null_count:
         arr = pc.fill_null(arr, "")
     lowered = pc.ascii_lower(arr)

@@ -130,16 +130,16 @@ class WebUrlsSource:
         to_fetch: list[tuple[str, dict]] = []
         for i in range(start, stop):
             parsed = self._parse(all_rows[i])
-            if only is not None and self._ref(i, parsed, first) not in only:
+            ref = self._ref(i, parsed, first)
+            if only is not None and ref not in only:
                 continue
             if isinstance(parsed, str):
                 if parsed != "empty line":  # a trailing newline is not a row
-                    yield RawInput(f"{self.config.path}#{i}", self.name, failure=("read", "malformed_row", parsed))
+                    yield RawInput(ref, self.name, failure=("read", "malformed_row", parsed))
                 continue
             url = parsed[self.config.url_column].strip()
             if first[url] != i:
-                yield RawInput(f"{self.config.path}#{i}", self.name,
-                               failure=("read", "duplicate_url", f"{url} is also row {first[url]}"))
+                yield RawInput(ref, self.name, failure=("read", "duplicate_url", f"{url} is also row {first[url]}"))
             elif url in dead:
                 known = dead[url]
                 yield RawInput(url, self.name, failure=(

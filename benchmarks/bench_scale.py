@@ -7,7 +7,7 @@ Ray worker scaling; and the job layer's overhead over calling the pipeline direc
 
 (a) ingests ``count`` samples of the ``synthetic`` source (tiny PNGs, captions with
 planted duplicates) on an embedded Ray with 2 workers, then shards them. A sampler
-thread reads /proc twice a second: the driver's RSS and the RSS and PSS summed over
+thread samples (psutil) twice a second: the driver's RSS and the RSS and PSS summed over
 the driver and all its descendants (Ray's GCS, raylet and worker processes; PSS
 splits shared pages, such as Ray's object store, between the processes mapping them
 instead of counting them once per process). Stages are cut from the job summaries'
@@ -30,6 +30,8 @@ import tempfile
 import threading
 import time
 
+import psutil
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jobs.ingest_job import resolve_tokenizer, run_ingest  # noqa: E402
@@ -37,48 +39,13 @@ from jobs.shard_job import ShardOptions, run_shard  # noqa: E402
 from jobs.spec import parse_spec  # noqa: E402
 from pipeline.dataset import Dataset  # noqa: E402
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def _children() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            kids.setdefault(ppid, []).append(int(name))
-    return kids
-
-
-def _tree(root: int) -> list[int]:
-    kids, out, todo = _children(), [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo += kids.get(pid, [])
-    return out
-
-
-def _rss(pid: int) -> int:
+def _memory(proc: psutil.Process) -> tuple[int, int]:
+    """(RSS, PSS) in bytes; (0, 0) for a process that is gone meanwhile."""
     try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * PAGE
-    except OSError:
-        return 0
-
-
-def _pss(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+        info = proc.memory_full_info()
+        return info.rss, info.pss
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return 0, 0
 
 
 class MemorySampler(threading.Thread):
@@ -90,10 +57,11 @@ class MemorySampler(threading.Thread):
         self.log_every, self._last_log, self.progress = log_every, time.perf_counter(), progress
 
     def run(self):
-        me = os.getpid()
+        me = psutil.Process()
         while not self._halt.is_set():
-            pids = _tree(me)
-            self.samples.append((time.perf_counter(), _rss(me), sum(map(_rss, pids)), sum(map(_pss, pids)), len(pids)))
+            procs = [me, *me.children(recursive=True)]  # the embedded Ray's processes are our descendants
+            mem = [_memory(p) for p in procs]
+            self.samples.append((time.perf_counter(), mem[0][0], sum(m[0] for m in mem), sum(m[1] for m in mem), len(procs)))
             if self.log_every and self.samples[-1][0] - self._last_log >= self.log_every:
                 self._last_log = self.samples[-1][0]
                 self._log()

@@ -13,6 +13,7 @@ import re
 import signal
 import time
 
+import psutil
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
@@ -37,27 +38,9 @@ def baseline(corpus, tmp_path_factory):
     return catalog_rows(Dataset(root))
 
 
-def descendants(pid: int) -> dict[int, str]:
-    """pid -> command line (Ray sets it to the actor and method it runs) of every descendant."""
-    children: dict[int, list[int]] = {}
-    cmdlines: dict[int, str] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdlines[int(entry)] = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, IndexError, ValueError):
-            continue  # gone meanwhile
-        children.setdefault(ppid, []).append(int(entry))
-    out, stack = {}, [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            out[child] = cmdlines.get(child, "")
-            stack.append(child)
-    return out
+def descendants(pid: int) -> list[int]:
+    """Every process the driver started, Ray's own and its workers included."""
+    return [child.pid for child in psutil.Process(pid).children(recursive=True)]
 
 
 def kill_all(proc, pids) -> None:

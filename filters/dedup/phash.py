@@ -9,7 +9,7 @@ the 64 bits into ``d + t`` blocks; two hashes that differ in at most ``d`` bits 
 exactly on at least ``t`` blocks. Exact matches on each choice of ``t`` blocks (a sort
 per choice) give the candidate pairs and a popcount of the XOR verifies them, so the
 cost is O(n log n + candidates) instead of O(n^2) comparisons; ``t`` grows with n so
-that the keys stay wide enough for candidates to remain few (``_key_masks``).
+that the keys stay wide enough for candidates to remain few (``_key_blocks``).
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from filters.dedup.union_find import (
     expand_group_pairs,
     group_heads,
     group_pairs,
+    pairs_with_equal_keys,
     unique_pairs,
 )
 
@@ -102,54 +103,20 @@ def _key_blocks(max_distance: int, n: int) -> list[tuple[tuple[int, int], ...]]:
     return list(itertools.combinations(_bands(max_distance + t - 1), t))
 
 
-def _key_masks(max_distance: int, n: int) -> list[int]:
-    """The 64-bit masks of ``_key_blocks`` (one per choice of blocks)."""
-    masks = []
-    for chosen in _key_blocks(max_distance, n):
-        m = 0
-        for shift, width in chosen:
-            m |= ((1 << width) - 1) << shift
-        masks.append(m)
-    return masks
-
-
 def _close_pairs_on_key(uniq: np.ndarray, blocks: tuple[tuple[int, int], ...], max_distance: int) -> np.ndarray:
     """Pairs (i < j) of ``uniq`` equal on ``blocks`` and within ``max_distance`` bits.
 
-    Candidates are verified as they are generated (one step of the bucket walk at a
-    time, as in ``pairs_with_equal_keys``), so memory is O(n), not O(candidates): with
-    tens of millions of candidates per key the pair arrays alone would be gigabytes.
+    Candidates are verified as they are generated (``pairs_with_equal_keys(keep=...)``),
+    so memory is O(n), not O(candidates): with tens of millions of candidates per key
+    the pair arrays alone would be gigabytes.
     """
-    n = len(uniq)
-    idx_bits = max(1, (n - 1).bit_length())
-    key = np.zeros(n, dtype=np.uint64)
+    key = np.zeros(len(uniq), dtype=np.uint64)
     width_sum = 0
     for shift, width in blocks:  # the chosen blocks packed side by side: a compact key
         key |= ((uniq >> np.uint64(shift)) & np.uint64((1 << width) - 1)) << np.uint64(width_sum)
         width_sum += width
-    if width_sum + idx_bits <= 64:  # one sort of (key, index) packed: faster than argsort
-        packed = (key << np.uint64(idx_bits)) | np.arange(n, dtype=np.uint64)
-        packed.sort()
-        sk = packed >> np.uint64(idx_bits)
-        order = (packed & np.uint64((1 << idx_bits) - 1)).astype(np.int64)
-        del packed
-    else:
-        order = np.argsort(key, kind="stable")
-        sk = key[order]
-    del key
-    active = np.flatnonzero(sk[:-1] == sk[1:])
-    out = []
-    d = 1
-    while active.size:
-        a, b = order[active], order[active + d]
-        ok = hamming(uniq[a], uniq[b]) <= max_distance
-        if ok.any():
-            a, b = a[ok], b[ok]
-            out.append(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1))
-        d += 1
-        active = active[active + d < n]
-        active = active[sk[active] == sk[active + d]]
-    return np.concatenate(out).astype(np.int64) if out else np.empty((0, 2), dtype=np.int64)
+    return pairs_with_equal_keys(key, keep=lambda a, b: hamming(uniq[a], uniq[b]) <= max_distance,
+                                 key_bits=width_sum)
 
 
 def near_duplicate_image_pairs(

@@ -52,26 +52,43 @@ def component_sizes(labels: np.ndarray) -> np.ndarray:
     return counts[labels]
 
 
-def pairs_with_equal_keys(keys: np.ndarray) -> np.ndarray:
+def pairs_with_equal_keys(keys: np.ndarray, keep=None, key_bits: int | None = None) -> np.ndarray:
     """All index pairs (i, j), i < j, with ``keys[i] == keys[j]``, as an (k, 2) int64 array.
 
     Sort once; equal keys form runs. Step ``d`` pairs each position with the one ``d``
     further along the sorted order, keeping only the positions whose run is still
     that long, so the total work is O(n log n + number of pairs) with no Python loop
     per bucket.
+
+    ``keep(a, b)`` (optional) filters each step's candidate index arrays as they are
+    made, so memory is O(n + kept pairs), not O(candidates). ``key_bits``: the keys are
+    unsigned and below 2**key_bits; when key and index fit in 64 bits together, one sort
+    of the packed (key, index) replaces the argsort (faster; the same order).
     """
     keys = np.asarray(keys)
     n = len(keys)
     if n < 2:
         return np.empty((0, 2), dtype=np.int64)
-    order = np.argsort(keys, kind="stable")
-    sk = keys[order]
+    idx_bits = max(1, (n - 1).bit_length())
+    if key_bits is not None and key_bits + idx_bits <= 64:
+        packed = (keys.astype(np.uint64) << np.uint64(idx_bits)) | np.arange(n, dtype=np.uint64)
+        packed.sort()
+        sk = packed >> np.uint64(idx_bits)
+        order = (packed & np.uint64((1 << idx_bits) - 1)).astype(np.int64)
+        del packed
+    else:
+        order = np.argsort(keys, kind="stable")
+        sk = keys[order]
     active = np.flatnonzero(sk[:-1] == sk[1:])
     out = []
     d = 1
     while active.size:
         a, b = order[active], order[active + d]
-        out.append(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1))
+        if keep is not None:
+            ok = keep(a, b)
+            a, b = a[ok], b[ok]
+        if len(a):
+            out.append(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1))
         d += 1
         active = active[active + d < n]
         active = active[sk[active] == sk[active + d]]

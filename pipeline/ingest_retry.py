@@ -73,14 +73,19 @@ def matches(stage: str, reason: str, patterns: list[str]) -> bool:
 def plan_retries(ds: Dataset, job_id: str, partitions: list[Partition], patterns: list[str]) -> list[RetryRejects]:
     """Per finished partition: the rejected refs to run again, and partitions with stale rows."""
     done = ds.done_partitions(job_id)
+    # One listing for the job, not one per partition: with no patterns (every plain run),
+    # only partitions that have a retry part can need a (cleaning) pass.
+    retry_parts: dict[str, list[str]] = collections.defaultdict(list)
+    for f in storage.glob(ds.uri("catalog", "samples", job_id, f"*{RETRY_INFIX}*.parquet")):
+        retry_parts[f.rsplit("/", 1)[-1].rsplit(RETRY_INFIX, 1)[0]].append(f)
     work = []
     for p in partitions:
         uri = ds.rejects_part(job_id, p.partition_id)
-        if p.partition_id not in done or not storage.exists(uri):
+        if p.partition_id not in done or not (patterns or p.partition_id in retry_parts) or not storage.exists(uri):
             continue
         rejects = _read(uri, ["input_ref", "stage", "reason"]).to_pylist()
         refs = sorted({r["input_ref"] for r in rejects if patterns and matches(r["stage"], r["reason"], patterns)})
-        stale = _refs_in(_retry_parts(ds, job_id, p.partition_id)) & {r["input_ref"] for r in rejects}
+        stale = _refs_in(retry_parts.get(p.partition_id, [])) & {r["input_ref"] for r in rejects}
         if refs or stale:
             work.append(RetryRejects(p, tuple(refs)))
     return work

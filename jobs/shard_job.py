@@ -108,7 +108,7 @@ def run_shard(dataset_uri: str, opts: ShardOptions) -> ShardSummary:
         "tokenizer_fingerprint": fingerprint, "tokenizer": record["tokenizer"]["ref"], "tiling": tiling,
         "shards": shard_names,
         "selection_hash": plan.selection_hash(), "oversized_sample_ids": plan.oversized_ids(),
-        "stats": stats.as_dict(), "shard_summary": asdict(summary), "kind": "shard",
+        "stats": stats.as_dict(), "kind": "shard",
         "summary": _job_summary(summary, {"plan": t_plan - t0, "write": time.perf_counter() - t_plan}),
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
     }

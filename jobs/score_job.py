@@ -20,6 +20,7 @@ import datetime as dt
 import hashlib
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,6 @@ import pyarrow.parquet as pq
 import yaml
 
 from filters.dedup import DedupConfig
-
 from filters.scorers.registry import SCORERS, build_scorer
 from jobs.summary import JobSummary
 from pipeline import storage
@@ -106,8 +106,9 @@ def run_step(ds: Dataset, step: ScoreStep, spec: ScoreSpec, *, mode: str = "ray"
         if only_job is not None:  # the same job id as `tessera score`: its markers are shared
             tasks = [t for t in tasks if t.part.startswith(f"{only_job}__")]
         todo = pending(ds, job_id, tasks)
+        selected = sum(len(t.sample_ids) for t in tasks)
         st.items, st.skipped = len(tasks), len(tasks) - len(todo)
-        st.note = f"{sum(len(t.sample_ids) for t in tasks)} samples selected"
+        st.note = f"{selected} samples selected"
     kwargs = {"dataset_root": ds.root, "scorer": step.scorer, "options": step.options, "job_id": job_id,
               "batch_size": spec.batch_size, "loader_threads": spec.loader_threads}
     from tqdm import tqdm
@@ -124,39 +125,37 @@ def run_step(ds: Dataset, step: ScoreStep, spec: ScoreSpec, *, mode: str = "ray"
     with summary.stage("rank") as st:
         ranked = write_ranks(ds, scorer.name, scorer.rank_column) if getattr(scorer, "rank_column", None) else 0
         st.items, st.unit = ranked, "samples"
-    errors = _error_reasons(ds, scorer.name, tasks)
-    summary.inputs = sum(len(t.sample_ids) for t in tasks)
-    summary.accepted = summary.inputs - sum(errors.values())
-    summary.rejected_by_reason = {f"{scorer.name}/{k}": v for k, v in errors.items()}
-    summary.details = {"scorer": scorer.name, "parts": len(tasks), "parts_skipped": len(tasks) - len(todo),
-                       "scored": sum(m["scored"] for m in markers), "ranked": ranked}
     counts = {"job_id": job_id, "scorer": scorer.name, "parts": len(tasks), "parts_skipped": len(tasks) - len(todo),
               "scored": sum(m["scored"] for m in markers), "errors": sum(m["errors"] for m in markers),
               "ranked": ranked, "seconds": round(time.perf_counter() - t0, 2)}
+    errors = _error_reasons(ds, scorer.name, markers)
+    summary.inputs = selected
+    summary.accepted = selected - sum(errors.values())
+    summary.rejected_by_reason = {f"{scorer.name}/{k}": v for k, v in errors.items()}
+    summary.details = {k: counts[k] for k in ("scorer", "parts", "parts_skipped", "scored", "ranked")}
     manifest.update(status="succeeded", finished_at=dt.datetime.now(dt.timezone.utc).isoformat(), counts=counts,
                     summary=summary.to_dict())
     storage.atomic_write_json(ds.job_manifest(job_id), manifest)
     return {**counts, "summary": manifest["summary"]}
 
 
-def _error_reasons(ds: Dataset, scorer: str, tasks: list[ScoreTask]) -> dict[str, int]:
-    """Selected samples without a score, by the scorer's ``<name>_error`` value."""
-    parts = {t.part for t in tasks if t.sample_ids}
+def _error_reasons(ds: Dataset, scorer: str, markers: list[dict]) -> dict[str, int]:
+    """Selected samples without a score, by the scorer's ``<name>_error`` value, from the parts' markers."""
+    counts: Counter[str] = Counter()
+    for m in markers:
+        by_reason = m.get("errors_by_reason")
+        if by_reason is None and m["errors"]:  # a marker written before markers kept reasons
+            by_reason = _part_error_reasons(ds, scorer, m["part"])
+        counts.update(by_reason or {})
+    return dict(counts)
+
+
+def _part_error_reasons(ds: Dataset, scorer: str, part: str) -> Counter[str]:
     column = f"{scorer}_error"
-    counts: dict[str, int] = {}
-    for f in ds.score_files(scorer):
-        if f.rsplit("/", 1)[-1].removesuffix(".parquet") not in parts:
-            continue
-        fs, path = storage.filesystem(f)
-        with fs.open(path, "rb") as fh:
-            part = pq.ParquetFile(fh)
-            if column not in part.schema_arrow.names:
-                return {}  # a scorer without an error column
-            values = part.read(columns=[column]).column(column).to_pylist()
-        for v in values:
-            if v:
-                counts[v] = counts.get(v, 0) + 1
-    return counts
+    fs, path = storage.filesystem(ds.score_part(scorer, part))
+    with fs.open(path, "rb") as fh:
+        values = pq.read_table(fh, columns=[column]).column(column).to_pylist()
+    return Counter(v for v in values if v)
 
 
 def run_steps(ds: Dataset, steps: list[ScoreStep], spec: ScoreSpec | None = None, **kw) -> list[dict]:

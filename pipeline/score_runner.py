@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
@@ -113,9 +113,11 @@ class ScoreWorker:
             rows.extend({"sample_id": inp.sample_id, **row} for inp, row in zip(batch, scored))
         out = pa.Table.from_pylist(rows, schema=self.schema)
         write_scores(self.ds, self.scorer.name, task.part, out)
-        errors = sum(1 for r in rows if r.get(f"{self.scorer.name}_error"))
-        result = {"part": task.part, "digest": task.digest, "scored": len(rows), "errors": errors,
-                  "seconds": round(time.perf_counter() - start, 3)}
+        # By reason here, where the rows are in hand, so the job's summary need not re-read the part.
+        column = f"{self.scorer.name}_error"
+        errors = Counter(r[column] for r in rows if r.get(column))
+        result = {"part": task.part, "digest": task.digest, "scored": len(rows), "errors": errors.total(),
+                  "errors_by_reason": dict(errors), "seconds": round(time.perf_counter() - start, 3)}
         storage.atomic_write_json(self.ds.partition_marker(self.job_id, task.part), result)
         return result
 

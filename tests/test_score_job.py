@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -79,6 +80,15 @@ def test_where_cascade_and_per_part_resume(base, tmp_path):
     (second,) = run_score(root, spec_for(clip, where="source = 'photos'"), mode="local")
     assert second["parts"] - second["parts_skipped"] == 1 and second["scored"] == first["scored"]
     assert clip_rows(root) == rows
+    # Unscored samples by reason, from the part markers: the same whether a part was redone or skipped.
+    reasons = Counter(f"clip/{r['clip_error']}" for r in rows.values() if r["source"] == "photos" and r["clip_error"])
+    assert first["summary"]["rejected_by_reason"] == second["summary"]["rejected_by_reason"] == dict(reasons)
+    assert second["summary"]["accepted"] == second["summary"]["inputs"] - sum(reasons.values())
+    # Markers from before they kept reasons: the reasons are read back from the score parts.
+    for m in storage.glob(ds.uri("jobs", first["job_id"], "partitions", "*.done")):
+        storage.atomic_write_json(m, {k: v for k, v in storage.read_json(m).items() if k != "errors_by_reason"})
+    (third,) = run_score(root, spec_for(clip, where="source = 'photos'"), mode="local")
+    assert third["parts_skipped"] == third["parts"] and third["summary"]["rejected_by_reason"] == dict(reasons)
 
 
 def test_rank_in_source_selects_top_fraction_per_source(base, tmp_path):

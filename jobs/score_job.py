@@ -24,7 +24,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow.parquet as pq
 import yaml
 
 from filters.dedup import DedupConfig
@@ -152,9 +151,7 @@ def _error_reasons(ds: Dataset, scorer: str, markers: list[dict]) -> dict[str, i
 
 def _part_error_reasons(ds: Dataset, scorer: str, part: str) -> Counter[str]:
     column = f"{scorer}_error"
-    fs, path = storage.filesystem(ds.score_part(scorer, part))
-    with fs.open(path, "rb") as fh:
-        values = pq.read_table(fh, columns=[column]).column(column).to_pylist()
+    values = storage.read_parquet(ds.score_part(scorer, part), [column]).column(column).to_pylist()
     return Counter(v for v in values if v)
 
 

@@ -32,9 +32,7 @@ class EmbeddingReader:
         self.column = column
 
     def __call__(self, uri: str) -> tuple[np.ndarray, np.ndarray]:
-        fs, path = storage.filesystem(uri)
-        with fs.open(path, "rb") as fh:
-            t = pq.read_table(fh, columns=["sample_id", self.column])
+        t = storage.read_parquet(uri, ["sample_id", self.column])
         t = t.filter(pc.is_valid(t[self.column]))
         if t.num_rows == 0:
             return np.empty(0, dtype=str), np.empty((0, 0), np.float32)
@@ -54,12 +52,6 @@ def embedding_parts(ds: Dataset, column: str) -> list[str]:
             if column in pq.read_schema(fh).names:
                 return files
     return []
-
-
-def _num_rows(uri: str) -> int:
-    fs, path = storage.filesystem(uri)
-    with fs.open(path, "rb") as fh:
-        return pq.ParquetFile(fh).metadata.num_rows
 
 
 def _parallel_map():
@@ -85,7 +77,7 @@ def embedding_pairs(ds: Dataset, config: DedupConfig, ids) -> np.ndarray:
         return np.empty((0, 2), np.int64)
     if not isinstance(ids, list):
         ids = ids.to_pylist()  # only when there are embeddings to compare
-    n_rows = sum(_num_rows(p) for p in parts)
+    n_rows = sum(storage.parquet_rows(p) for p in parts)
     sem = SemDedupConfig(threshold=config.embedding_threshold, n_clusters=config.embedding_clusters)
     workdir = ds.uri("tmp", f"semdedup-{uuid.uuid4().hex[:12]}")
     try:

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from pipeline import storage
 from pipeline.dataset import Dataset
@@ -50,18 +49,12 @@ class RetryRejects:
         return hashlib.sha256("\n".join(self.refs).encode()).hexdigest()[:10]
 
 
-def _read(uri: str, columns: list[str] | None = None) -> pa.Table:
-    fs, path = storage.filesystem(uri)
-    with fs.open(path, "rb") as fh:
-        return pq.read_table(fh, columns=columns)
-
-
 def _retry_parts(ds: Dataset, job_id: str, pid: str) -> list[str]:
     return storage.glob(ds.uri("catalog", "samples", job_id, f"{pid}{RETRY_INFIX}*.parquet"))
 
 
 def _refs_in(files: list[str]) -> set[str]:
-    return {r for f in files for r in _read(f, ["input_ref"]).column("input_ref").to_pylist()}
+    return {r for f in files for r in storage.read_parquet(f, ["input_ref"]).column("input_ref").to_pylist()}
 
 
 def matches(stage: str, reason: str, patterns: list[str]) -> bool:
@@ -83,7 +76,7 @@ def plan_retries(ds: Dataset, job_id: str, partitions: list[Partition], patterns
         uri = ds.rejects_part(job_id, p.partition_id)
         if p.partition_id not in done or not (patterns or p.partition_id in retry_parts) or not storage.exists(uri):
             continue
-        rejects = _read(uri, ["input_ref", "stage", "reason"]).to_pylist()
+        rejects = storage.read_parquet(uri, ["input_ref", "stage", "reason"]).to_pylist()
         refs = sorted({r["input_ref"] for r in rejects if patterns and matches(r["stage"], r["reason"], patterns)})
         stale = _refs_in(retry_parts.get(p.partition_id, [])) & {r["input_ref"] for r in rejects}
         if refs or stale:
@@ -114,7 +107,7 @@ def retry_partition(worker, work: RetryRejects) -> PartitionResult:
     t_write = time.perf_counter()
     if work.refs:
         storage.atomic_write_parquet(own_part, samples_to_table(samples))
-    old = _read(ds.rejects_part(job, pid))
+    old = storage.read_parquet(ds.rejects_part(job, pid))
     kept = old.filter(pc.invert(pc.is_in(old["input_ref"], gone)))
     schema = rejects_to_table([]).schema
     new = pa.concat_tables([kept.select(schema.names).cast(schema), rejects_to_table(rejects)])
@@ -129,16 +122,10 @@ def _position(ref: str, pid: str) -> int:
     return int(tail) if sep and tail.isdigit() and ref == read_error_ref(pid, int(tail)) else -1
 
 
-def _num_rows(uri: str) -> int:
-    fs, path = storage.filesystem(uri)
-    with fs.open(path, "rb") as fh:
-        return pq.ParquetFile(fh).metadata.num_rows
-
-
 def _recount(ds: Dataset, job: str, work: RetryRejects, rejects: pa.Table, counters, step_seconds, seconds) -> PartitionResult:
     pid = work.partition.partition_id
     marker = storage.read_json(ds.partition_marker(job, pid))
-    n_samples = sum(_num_rows(f) for f in [ds.samples_part(job, pid), *_retry_parts(ds, job, pid)])
+    n_samples = sum(storage.parquet_rows(f) for f in [ds.samples_part(job, pid), *_retry_parts(ds, job, pid)])
     reasons = collections.Counter(f"{s}/{r}" for s, r in zip(rejects["stage"].to_pylist(), rejects["reason"].to_pylist()))
     steps = collections.Counter(marker.get("step_seconds", {}))
     steps.update(step_seconds)

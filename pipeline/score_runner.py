@@ -22,7 +22,6 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from filters.scorers.base import ScoreInput
 from filters.scorers.registry import build_scorer
@@ -100,9 +99,7 @@ class ScoreWorker:
 
     def __call__(self, task: ScoreTask) -> dict:
         start = time.perf_counter()
-        fs, path = storage.filesystem(task.samples_file)
-        with fs.open(path, "rb") as fh:
-            table = pq.read_table(fh, columns=READ_COLUMNS)
+        table = storage.read_parquet(task.samples_file, READ_COLUMNS)
         table = table.filter(pc.is_in(table["sample_id"], pa.array(task.sample_ids, pa.string())))
         table = table.sort_by("sample_id")
         rows: list[dict[str, Any]] = []

@@ -64,6 +64,19 @@ def read_json(uri: str) -> Any:
         return json.loads(f.read())
 
 
+def read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:
+    fs, path = filesystem(uri)
+    with fs.open(path, "rb") as f:
+        return pq.read_table(f, columns=columns)
+
+
+def parquet_rows(uri: str) -> int:
+    """Row count from the footer alone: no column is read."""
+    fs, path = filesystem(uri)
+    with fs.open(path, "rb") as f:
+        return pq.ParquetFile(f).metadata.num_rows
+
+
 def read_bytes(uri: str) -> bytes:
     fs, path = filesystem(uri)
     with fs.open(path, "rb") as f:
